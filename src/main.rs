@@ -1,1 +1,33 @@
-fn main() {}
+//! `dsv4`: the DeepSeek-V4-Flash engine's command line.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dsv4", version, about = "DeepSeek-V4-Flash inference engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reference model on token ids and write its logits (prefill, teacher-forced
+    /// decode, MTP) to a safetensors file: check any golden set from the command line.
+    Logits(cli::logits::Args),
+    /// Compare a `logits` output with a golden file: per-row relative error, argmax agreement.
+    Compare(cli::compare::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Logits(args) => cli::logits::run(args),
+        Command::Compare(args) => cli::compare::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

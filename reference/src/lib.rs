@@ -4,3 +4,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod formats;
+pub mod golden;
+pub mod linear;
+pub mod model;
+pub mod ops;
+pub mod quant;
+
+pub use config::Config;
+pub use model::{Logits, Model, ModelError, MtpState, SequenceState};
+pub use quant::ActQuant;

@@ -1,0 +1,381 @@
+//! The whole model: embedding, the blocks (mHC around attention and MoE), the head and the MTP
+//! block. A call runs a chunk of consecutive tokens of one sequence from the position its state
+//! holds: a prefill at 0, a decode step of one token, or any chunk in between.
+
+pub mod compressor;
+pub mod state;
+pub mod weights;
+
+use std::path::Path;
+
+use crate::checkpoint::{Checkpoint, LoadError};
+use crate::config::Config;
+use crate::linear::dot;
+use crate::ops::attention::sparse_attn;
+use crate::ops::hadamard::hadamard_inplace;
+use crate::ops::mhc::{hc_head, hc_post, hc_pre};
+use crate::ops::moe::{expert_ffn, gate_scores, route, topk_indices};
+use crate::ops::norm::{rms_norm_inplace, rms_norm_unweighted_inplace};
+use crate::ops::rope::Rope;
+use crate::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace, ActQuant};
+pub use state::{LayerState, MtpState, SequenceState};
+pub use weights::Weights;
+use weights::{Attention, Block, Indexer, Moe, Router};
+
+/// The window KV and compressed KV simulate FP8 on their non-RoPE dims in blocks of 64.
+const KV_FP8_BLOCK: usize = 64;
+/// The indexer simulates FP4 in blocks of 32.
+const INDEX_FP4_BLOCK: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("token id {id} at index {index} is outside the vocabulary (size {vocab})")]
+    BadToken { id: u32, index: usize, vocab: usize },
+    #[error("context overflow: position {end} exceeds the model's max_seq_len {max}")]
+    ContextOverflow { end: usize, max: usize },
+    #[error("empty chunk: at least one token is needed")]
+    Empty,
+    #[error("MTP block {0} does not exist")]
+    NoMtp(usize),
+}
+
+/// Why a model folder could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Checkpoint(#[from] LoadError),
+}
+
+/// Which rows of logits a call computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    All,
+    Last,
+    None,
+}
+
+/// Per-block observations, for bisecting against the golden `hidden.{L}` / `routes.{L}`.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// After block L: `[T, nc, d]`.
+    pub hidden: Vec<Vec<f32>>,
+    /// Block L's chosen experts: `[T, n_activated]`.
+    pub routes: Vec<Vec<usize>>,
+}
+
+pub struct Output {
+    /// The residual streams after the last block, `[T, nc, d]` (the MTP block's input).
+    pub hidden: Vec<f32>,
+    /// `[rows, vocab]` as asked by `Logits`.
+    pub logits: Vec<f32>,
+}
+
+pub struct Model {
+    pub cfg: Config,
+    pub w: Weights,
+    /// Window-only layers: rope_theta, no YaRN.
+    rope_plain: Rope,
+    /// Compressed layers: compress_rope_theta with YaRN.
+    rope_compress: Rope,
+}
+
+impl Model {
+    /// Load a checkpoint folder in the released layout (`config.json` + safetensors).
+    pub fn load(dir: &Path) -> Result<Model, OpenError> {
+        let cfg = Config::from_file(dir)?;
+        let ck = Checkpoint::open(dir)?;
+        let w = Weights::load(&ck, &cfg)?;
+        Ok(Model::new(cfg, w))
+    }
+
+    pub fn new(cfg: Config, w: Weights) -> Model {
+        let rd = cfg.rope_head_dim;
+        let rope_plain = Rope::new(rd, cfg.rope_theta, 0, 1.0, cfg.beta_fast, cfg.beta_slow);
+        let rope_compress = Rope::new(rd, cfg.compress_rope_theta, cfg.original_seq_len, cfg.rope_factor, cfg.beta_fast, cfg.beta_slow);
+        Model { cfg, w, rope_plain, rope_compress }
+    }
+
+    pub fn new_state(&self) -> SequenceState {
+        SequenceState::new(&self.cfg)
+    }
+
+    pub fn new_mtp_state(&self) -> MtpState {
+        MtpState::new(&self.cfg)
+    }
+
+    fn check_tokens(&self, tokens: &[u32], pos: usize) -> Result<(), ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Empty);
+        }
+        if let Some((index, &id)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= self.cfg.vocab_size) {
+            return Err(ModelError::BadToken { id, index, vocab: self.cfg.vocab_size });
+        }
+        let end = pos + tokens.len();
+        if end > self.cfg.max_seq_len {
+            return Err(ModelError::ContextOverflow { end, max: self.cfg.max_seq_len });
+        }
+        Ok(())
+    }
+
+    /// Run `tokens` of one sequence at positions `st.pos..`, advancing `st`.
+    pub fn forward(&self, tokens: &[u32], st: &mut SequenceState, aq: ActQuant, logits: Logits, mut trace: Option<&mut Trace>) -> Result<Output, ModelError> {
+        self.check_tokens(tokens, st.pos)?;
+        let (d, nc) = (self.cfg.dim, self.cfg.hc_mult);
+        let mut x = Vec::with_capacity(tokens.len() * nc * d);
+        for &t in tokens {
+            let e = self.embed(t);
+            (0..nc).for_each(|_| x.extend_from_slice(&e));
+        }
+        for (blk, ls) in self.w.layers.iter().zip(st.layers.iter_mut()) {
+            let routes = self.block(blk, &mut x, tokens, st.pos, ls, aq);
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.hidden.push(x.clone());
+                tr.routes.push(routes);
+            }
+        }
+        st.pos += tokens.len();
+        let logits = self.head_logits(&x, &self.w.hc_head, &self.w.norm, logits);
+        Ok(Output { hidden: x, logits })
+    }
+
+    /// The MTP block `i` on the main model's final streams `hidden` (`[T, nc, d]`, positions
+    /// `st.pos..`) and the tokens that follow each position; predicts the token after those.
+    pub fn mtp(&self, i: usize, hidden: &[f32], next_tokens: &[u32], st: &mut MtpState, aq: ActQuant, logits: Logits) -> Result<Output, ModelError> {
+        let m = self.w.mtp.get(i).ok_or(ModelError::NoMtp(i))?;
+        self.check_tokens(next_tokens, st.pos)?;
+        let (d, nc, eps) = (self.cfg.dim, self.cfg.hc_mult, self.cfg.norm_eps);
+        assert_eq!(hidden.len(), next_tokens.len() * nc * d, "MTP hidden does not match its tokens");
+        let mut e: Vec<f32> = next_tokens.iter().flat_map(|&t| self.embed(t)).collect();
+        rms_norm_inplace(&mut e, &m.enorm, eps);
+        let e = m.e_proj.forward(&e, aq);
+        let mut h = hidden.to_vec();
+        rms_norm_inplace(&mut h, &m.hnorm, eps);
+        let mut x = m.h_proj.forward(&h, aq);
+        for (row, xr) in x.chunks_mut(d).enumerate() {
+            let er = &e[(row / nc) * d..][..d];
+            xr.iter_mut().zip(er).for_each(|(a, b)| *a += b);
+        }
+        self.block(&m.block, &mut x, next_tokens, st.pos, &mut st.layer, aq);
+        st.pos += next_tokens.len();
+        let logits = self.head_logits(&x, &m.hc_head, &m.norm, logits);
+        Ok(Output { hidden: x, logits })
+    }
+
+    fn embed(&self, token: u32) -> Vec<f32> {
+        let mut e = vec![0.0; self.cfg.dim];
+        self.w.embed.row(token as usize, &mut e);
+        e
+    }
+
+    /// hc_head, the final norm and the head (f32) for the requested rows.
+    fn head_logits(&self, x: &[f32], hc: &crate::ops::mhc::HcParams, norm: &[f32], which: Logits) -> Vec<f32> {
+        let row = self.cfg.hc_mult * self.cfg.dim;
+        let t = x.len() / row;
+        let rows = match which {
+            Logits::All => 0..t,
+            Logits::Last => t - 1..t,
+            Logits::None => return Vec::new(),
+        };
+        let mut y: Vec<f32> = rows.flat_map(|i| hc_head(&x[i * row..(i + 1) * row], hc, self.cfg.norm_eps, self.cfg.hc_eps)).collect();
+        rms_norm_inplace(&mut y, norm, self.cfg.norm_eps);
+        self.w.head.forward(&y, ActQuant::Off)
+    }
+
+    /// One block on the streams `x` (`[T, nc, d]`, updated in place); returns the routes.
+    fn block(&self, blk: &Block, x: &mut [f32], tokens: &[u32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<usize> {
+        let cfg = &self.cfg;
+        let mut routes = Vec::new();
+        self.sublayer(x, &blk.hc_attn, &blk.attn_norm, |y| self.attention(&blk.attn, blk.ratio, y, pos0, ls, aq));
+        self.sublayer(x, &blk.hc_ffn, &blk.ffn_norm, |y| {
+            let (out, r) = self.moe(&blk.ffn, y, tokens, aq);
+            routes = r;
+            out
+        });
+        debug_assert_eq!(routes.len(), tokens.len() * cfg.n_activated_experts);
+        routes
+    }
+
+    /// hc_pre, RMSNorm, the sublayer `f` on all T tokens, hc_post.
+    fn sublayer(&self, x: &mut [f32], hc: &crate::ops::mhc::HcParams, norm: &[f32], f: impl FnOnce(&[f32]) -> Vec<f32>) {
+        let cfg = &self.cfg;
+        let row = cfg.hc_mult * cfg.dim;
+        let (mut y, mixes): (Vec<Vec<f32>>, Vec<_>) =
+            x.chunks(row).map(|xt| hc_pre(xt, hc, cfg.hc_mult, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps)).unzip();
+        y.iter_mut().for_each(|v| rms_norm_inplace(v, norm, cfg.norm_eps));
+        let out = f(&y.concat());
+        for ((xt, ft), mix) in x.chunks_mut(row).zip(out.chunks(cfg.dim)).zip(&mixes) {
+            let new = hc_post(ft, xt, mix);
+            xt.copy_from_slice(&new);
+        }
+    }
+
+    /// Attention for the T tokens `x` (`[T, d]`, normalised) at positions `pos0..`.
+    fn attention(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (d, h, hd, rd, win, eps) = (cfg.dim, cfg.n_heads, cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.norm_eps);
+        let t_len = x.len() / d;
+        let rope = if ratio == 0 { &self.rope_plain } else { &self.rope_compress };
+
+        // Queries: low-rank, normalised per head, RoPE on the last rd dims.
+        let mut qr = a.wq_a.forward(x, aq);
+        rms_norm_inplace(&mut qr, &a.q_norm, eps);
+        let mut q = a.wq_b.forward(&qr, aq);
+        rms_norm_unweighted_inplace(&mut q, hd, eps);
+        for (t, qt) in q.chunks_mut(h * hd).enumerate() {
+            rope.apply(qt, hd, pos0 + t, false);
+        }
+
+        // This chunk's window KV: one shared head, FP8-simulated on the non-RoPE dims.
+        let mut kv = a.wkv.forward(x, aq);
+        rms_norm_inplace(&mut kv, &a.kv_norm, eps);
+        for (t, kt) in kv.chunks_mut(hd).enumerate() {
+            rope.apply(kt, hd, pos0 + t, false);
+            if aq.is_on() {
+                act_quant_fp8_inplace(&mut kt[..hd - rd], KV_FP8_BLOCK);
+            }
+        }
+
+        // Compressed entries completed by this chunk.
+        if let Some(c) = &a.compressor {
+            for (b, mut e) in c.feed(x, pos0, &mut ls.compressor) {
+                rms_norm_inplace(&mut e, &c.norm, eps);
+                rope.apply(&mut e, hd, b * ratio, false);
+                if aq.is_on() {
+                    act_quant_fp8_inplace(&mut e[..hd - rd], KV_FP8_BLOCK);
+                }
+                debug_assert_eq!(ls.comp.len(), b * hd);
+                ls.comp.extend_from_slice(&e);
+            }
+        }
+
+        // Which compressed entries each token reads: the indexer's top-k (ratio 4) or all
+        // complete ones (t < (p+1)/ratio).
+        let selected: Vec<Vec<usize>> = match (&a.indexer, ratio) {
+            (_, 0) => vec![Vec::new(); t_len],
+            (Some(ix), _) => self.indexer(ix, ratio, x, &qr, pos0, ls, aq),
+            (None, _) => (0..t_len).map(|t| (0..(pos0 + t + 1) / ratio).collect()).collect(),
+        };
+
+        // KV rows: the ring (positions before the chunk), the chunk, the compressed entries.
+        let kv_all = [&ls.window[..], &kv[..], &ls.comp[..]].concat();
+        let width = win + selected.iter().map(Vec::len).max().unwrap_or(0);
+        let mut idx = vec![-1i32; t_len * width];
+        for (t, slots) in idx.chunks_mut(width).enumerate() {
+            let p = pos0 + t;
+            let window = (p + 1).saturating_sub(win)..=p;
+            let rows = window.map(|pos| if pos >= pos0 { win + pos - pos0 } else { pos % win });
+            let comp = selected[t].iter().map(|e| win + t_len + e);
+            for (s, r) in slots.iter_mut().zip(rows.chain(comp)) {
+                *s = r as i32;
+            }
+        }
+        let scale = (hd as f64).powf(-0.5) as f32;
+        let mut o = sparse_attn(&q, &kv_all, &idx, &a.attn_sink, scale, hd);
+        for (t, ot) in o.chunks_mut(h * hd).enumerate() {
+            rope.apply(ot, hd, pos0 + t, true);
+        }
+
+        // The ring keeps the last `win` positions.
+        for t in t_len.saturating_sub(win)..t_len {
+            let slot = (pos0 + t) % win;
+            ls.window[slot * hd..(slot + 1) * hd].copy_from_slice(&kv[t * hd..(t + 1) * hd]);
+        }
+
+        // Grouped low-rank output: z_g = wo_a_g · o_g (no activation quantisation), out = wo_b · z.
+        let (g, r) = (cfg.o_groups, cfg.o_lora_rank);
+        let gi = h * hd / g;
+        let mut z = vec![0.0; t_len * g * r];
+        for grp in 0..g {
+            let og: Vec<f32> = o.chunks(h * hd).flat_map(|ot| ot[grp * gi..(grp + 1) * gi].iter().copied()).collect();
+            let zg = a.wo_a.forward_rows(&og, grp * r..(grp + 1) * r, ActQuant::Off);
+            for (t, zt) in zg.chunks(r).enumerate() {
+                z[t * g * r + grp * r..][..r].copy_from_slice(zt);
+            }
+        }
+        a.wo_b.forward(&z, aq)
+    }
+
+    /// The lightning indexer: for each token, the top `index_topk` complete compressed entries
+    /// by `Σ_h w_h·relu(q_h·k_t)`, ties to the lower entry.
+    #[allow(clippy::too_many_arguments)]
+    fn indexer(&self, ix: &Indexer, ratio: usize, x: &[f32], qr: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
+        let cfg = &self.cfg;
+        let (nh, ihd, eps) = (cfg.index_n_heads, cfg.index_head_dim, cfg.norm_eps);
+        let rope = &self.rope_compress;
+        let t_len = x.len() / cfg.dim;
+
+        let mut q = ix.wq_b.forward(qr, aq);
+        for (t, qt) in q.chunks_mut(nh * ihd).enumerate() {
+            rope.apply(qt, ihd, pos0 + t, false);
+        }
+        hadamard_inplace(&mut q, ihd);
+        if aq.is_on() {
+            act_quant_fp4_inplace(&mut q, INDEX_FP4_BLOCK);
+        }
+
+        let c = &ix.compressor;
+        for (b, mut e) in c.feed(x, pos0, &mut ls.index_compressor) {
+            rms_norm_inplace(&mut e, &c.norm, eps);
+            rope.apply(&mut e, ihd, b * ratio, false);
+            hadamard_inplace(&mut e, ihd);
+            if aq.is_on() {
+                act_quant_fp4_inplace(&mut e, INDEX_FP4_BLOCK);
+            }
+            debug_assert_eq!(ls.index_keys.len(), b * ihd);
+            ls.index_keys.extend_from_slice(&e);
+        }
+
+        let scale = ((ihd as f64).powf(-0.5) * (nh as f64).powf(-0.5)) as f32;
+        let w: Vec<f32> = ix.weights_proj.forward(x, ActQuant::Off).iter().map(|v| v * scale).collect();
+        (0..t_len)
+            .map(|t| {
+                let n = (pos0 + t + 1) / ratio;
+                let scores: Vec<f32> = ls.index_keys[..n * ihd]
+                    .chunks(ihd)
+                    .map(|k| (0..nh).map(|hh| w[t * nh + hh] * dot(&q[(t * nh + hh) * ihd..][..ihd], k).max(0.0)).sum())
+                    .collect();
+                topk_indices(&scores, cfg.index_topk.min(n))
+            })
+            .collect()
+    }
+
+    /// Routed experts + shared expert for the T tokens `x`; returns the output and the routes.
+    fn moe(&self, m: &Moe, x: &[f32], tokens: &[u32], aq: ActQuant) -> (Vec<f32>, Vec<usize>) {
+        let cfg = &self.cfg;
+        let (d, k, ne) = (cfg.dim, cfg.n_activated_experts, cfg.n_routed_experts);
+        let logits = m.gate.forward(x, ActQuant::Off);
+        let mut routes = Vec::with_capacity(tokens.len() * k);
+        let mut weights = Vec::with_capacity(tokens.len() * k);
+        for (t, lt) in logits.chunks(ne).enumerate() {
+            let scores = gate_scores(lt, cfg.score_func);
+            let (experts, w) = match &m.router {
+                Router::Hash(table) => {
+                    let id = tokens[t] as usize;
+                    route(&scores, None, Some(&table[id * k..(id + 1) * k]), k, cfg.score_func, cfg.route_scale)
+                }
+                Router::Score(bias) => route(&scores, Some(bias), None, k, cfg.score_func, cfg.route_scale),
+            };
+            routes.extend(experts);
+            weights.extend(w);
+        }
+        let mut y = vec![0.0; x.len()];
+        let limit = (cfg.swiglu_limit > 0.0).then_some(cfg.swiglu_limit);
+        for (e, expert) in m.experts.iter().enumerate() {
+            let hits: Vec<usize> = (0..routes.len()).filter(|&i| routes[i] == e).collect();
+            if hits.is_empty() {
+                continue;
+            }
+            let xe: Vec<f32> = hits.iter().flat_map(|&i| x[(i / k) * d..(i / k + 1) * d].iter().copied()).collect();
+            let we: Vec<f32> = hits.iter().map(|&i| weights[i]).collect();
+            let out = expert_ffn(&xe, expert, Some(&we), limit, aq);
+            for (&i, o) in hits.iter().zip(out.chunks(d)) {
+                y[(i / k) * d..(i / k + 1) * d].iter_mut().zip(o).for_each(|(a, b)| *a += b);
+            }
+        }
+        let shared = expert_ffn(x, &m.shared, None, None, aq);
+        y.iter_mut().zip(&shared).for_each(|(a, b)| *a += b);
+        (y, routes)
+    }
+}

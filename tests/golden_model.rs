@@ -1,0 +1,88 @@
+//! The whole model against DeepSeek's official outputs on `../shared/golden/tiny`:
+//! smooth run (activation quantisation off) within 1e-4 relative error per row for every
+//! prefill position, decode step and the MTP logits; quantised run by argmax agreement >= 0.8.
+
+use dsv4_reference::golden::{argmax, max_row_rel_err, rel_err, shared_path, GoldenFile};
+use dsv4_reference::model::Trace;
+use dsv4_reference::{ActQuant, Logits, Model};
+
+struct Run {
+    prefill: Vec<f32>,
+    decode: Vec<f32>,
+    mtp: Vec<f32>,
+    traces: Vec<Trace>,
+}
+
+fn tiny() -> (Model, std::path::PathBuf) {
+    let dir = shared_path(env!("CARGO_MANIFEST_DIR"), "golden/tiny");
+    (Model::load(&dir).expect("load golden/tiny"), dir)
+}
+
+/// Prefill P at position 0, teacher-forced decode of the rest, MTP as the golden README says.
+fn run(model: &Model, g: &GoldenFile, aq: ActQuant) -> Run {
+    let [b, n] = g.shape("input_ids")[..] else { panic!() };
+    let p = g.shape("prefill_logits_all")[1];
+    let ids: Vec<u32> = g.ints("input_ids").iter().map(|&v| v as u32).collect();
+    let row = model.cfg.hc_mult * model.cfg.dim;
+    let mut r = Run { prefill: vec![], decode: vec![], mtp: vec![], traces: vec![] };
+    for seq in ids.chunks(n).take(b) {
+        let mut st = model.new_state();
+        let mut tr = Trace::default();
+        let out = model.forward(&seq[..p], &mut st, aq, Logits::All, Some(&mut tr)).unwrap();
+        r.prefill.extend(&out.logits);
+        r.traces.push(tr);
+        for &t in &seq[p..] {
+            r.decode.extend(model.forward(&[t], &mut st, aq, Logits::Last, None).unwrap().logits);
+        }
+        let mut ms = model.new_mtp_state();
+        r.mtp.extend(model.mtp(0, &out.hidden[..(p - 1) * row], &seq[1..p], &mut ms, aq, Logits::Last).unwrap().logits);
+    }
+    r
+}
+
+#[test]
+fn smooth_golden_within_1e4_per_row() {
+    let (model, dir) = tiny();
+    let g = GoldenFile::open(dir.join("golden_smooth.safetensors")).unwrap();
+    let r = run(&model, &g, ActQuant::Off);
+    let v = model.cfg.vocab_size;
+    let [b, p, _] = g.shape("prefill_logits_all")[..] else { panic!() };
+
+    // Bisecting aid: the residual streams after every block, and the routes.
+    for l in 0..model.cfg.n_layers {
+        let want = g.f32s(&format!("hidden.{l}"));
+        let got: Vec<f32> = r.traces.iter().flat_map(|t| t.hidden[l].iter().copied()).collect();
+        let routes: Vec<i64> = r.traces.iter().flat_map(|t| t.routes[l].iter().map(|&e| e as i64)).collect();
+        let same = routes.iter().zip(g.ints(&format!("routes.{l}"))).filter(|(a, b)| *a == b).count();
+        println!("block {l}: hidden relative error {:.3e}, routes {same}/{} equal", rel_err(&got, &want), routes.len());
+    }
+    let e_prefill = max_row_rel_err(&r.prefill, &g.f32s("prefill_logits_all"), v);
+    let e_decode = max_row_rel_err(&r.decode, &g.f32s("decode_logits"), v);
+    let e_mtp = max_row_rel_err(&r.mtp, &g.f32s("mtp_logits"), v);
+    println!("smooth golden, max per-row relative error: prefill {e_prefill:.3e} ({b}x{p} rows), decode {e_decode:.3e}, mtp {e_mtp:.3e}");
+    assert!(e_prefill < 1e-4, "prefill rows: {e_prefill:e}");
+    assert!(e_decode < 1e-4, "decode rows: {e_decode:e}");
+    assert!(e_mtp < 1e-4, "mtp rows: {e_mtp:e}");
+}
+
+#[test]
+fn quantised_golden_argmax_agreement() {
+    let (model, dir) = tiny();
+    let g = GoldenFile::open(dir.join("golden_quant.safetensors")).unwrap();
+    let r = run(&model, &g, ActQuant::On);
+    let v = model.cfg.vocab_size;
+    let got: Vec<f32> = [r.prefill, r.decode].concat();
+    let want: Vec<f32> = [g.f32s("prefill_logits_all"), g.f32s("decode_logits")].concat();
+    let rows = got.len() / v;
+    let agree = got.chunks(v).zip(want.chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let frac = agree as f64 / rows as f64;
+    let mtp_agree = r.mtp.chunks(v).zip(g.f32s("mtp_logits").chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    println!("quantised golden: argmax agreement {agree}/{rows} = {frac:.3}; mtp {mtp_agree}/{}; median row rel err {:.3e}",
+        r.mtp.len() / v, median(got.chunks(v).zip(want.chunks(v)).map(|(a, b)| rel_err(a, b)).collect()));
+    assert!(frac >= 0.8, "argmax agreement {frac:.3} < 0.8");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
