@@ -69,7 +69,9 @@ impl DType {
 
     pub fn size_in_bytes(self) -> usize {
         match self {
-            DType::BOOL | DType::U8 | DType::I8 | DType::F8E4M3 | DType::F8E5M2 | DType::F8E8M0 => 1,
+            DType::BOOL | DType::U8 | DType::I8 | DType::F8E4M3 | DType::F8E5M2 | DType::F8E8M0 => {
+                1
+            }
             DType::I16 | DType::U16 | DType::F16 | DType::BF16 => 2,
             DType::I32 | DType::U32 | DType::F32 => 4,
             DType::F64 | DType::I64 | DType::U64 => 8,
@@ -118,7 +120,11 @@ impl fmt::Display for DType {
 
 #[derive(Clone)]
 enum Repr {
-    Mapped { map: Arc<Mmap>, start: usize, end: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        end: usize,
+    },
     Owned(Arc<Vec<u8>>),
 }
 
@@ -179,34 +185,74 @@ impl TensorRef {
 pub enum LoadError {
     /// A missing directory, an unreadable file.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: no model.safetensors.index.json, model.safetensors or *.safetensors file", dir.display())]
     NoWeights { dir: PathBuf },
     #[error("{}: bad header: {msg}", path.display())]
     BadHeader { path: PathBuf, msg: String },
     #[error("{}: truncated: header says tensors end at byte {needed} but the file has {len} bytes", path.display())]
-    Truncated { path: PathBuf, needed: u64, len: u64 },
+    Truncated {
+        path: PathBuf,
+        needed: u64,
+        len: u64,
+    },
     #[error("{}: bad index: {msg}", path.display())]
     BadIndex { path: PathBuf, msg: String },
     /// The index names a shard that cannot be opened.
     #[error("{}: weight_map puts tensor '{tensor}' in {}, which cannot be opened: {source}", index.display(), shard.display())]
-    MissingShard { index: PathBuf, tensor: String, shard: PathBuf, source: std::io::Error },
+    MissingShard {
+        index: PathBuf,
+        tensor: String,
+        shard: PathBuf,
+        source: std::io::Error,
+    },
     /// The index says a tensor is in a shard that does not hold it.
     #[error("{}: weight_map puts tensor '{tensor}' in {}, but that file does not contain it{found_in}", index.display(), shard.display())]
-    NotInShard { index: PathBuf, tensor: String, shard: PathBuf, found_in: String },
+    NotInShard {
+        index: PathBuf,
+        tensor: String,
+        shard: PathBuf,
+        found_in: String,
+    },
     #[error("tensor '{name}' is in two files: {} and {}", first.display(), second.display())]
-    Duplicate { name: String, first: PathBuf, second: PathBuf },
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("tensor '{name}' is not in the checkpoint ({})", dir.display())]
     Missing { name: String, dir: PathBuf },
     #[error("tensor '{name}' in {}: expected dtype {expected}, found {found}", file.display())]
-    WrongDtype { name: String, file: PathBuf, expected: String, found: DType },
+    WrongDtype {
+        name: String,
+        file: PathBuf,
+        expected: String,
+        found: DType,
+    },
     #[error("tensor '{name}' in {}: expected shape {expected:?}{note}, found {found:?}", file.display())]
-    WrongShape { name: String, file: PathBuf, expected: Vec<usize>, found: Vec<usize>, note: String },
+    WrongShape {
+        name: String,
+        file: PathBuf,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        note: String,
+    },
     #[error("tensor '{name}' in {}: scale byte 0xFF (NaN) at index {index}", file.display())]
-    NanScale { name: String, file: PathBuf, index: usize },
+    NanScale {
+        name: String,
+        file: PathBuf,
+        index: usize,
+    },
     /// A value that cannot be converted (e.g. an I64 outside the i32 range).
     #[error("tensor '{name}' in {}: {msg}", file.display())]
-    BadValue { name: String, file: PathBuf, msg: String },
+    BadValue {
+        name: String,
+        file: PathBuf,
+        msg: String,
+    },
     /// The request itself is impossible (e.g. an FP4 weight whose input size is not a multiple of 32).
     #[error("tensor '{name}': {msg}")]
     BadRequest { name: String, msg: String },
@@ -238,7 +284,10 @@ impl fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkpoint")
             .field("dir", &self.dir)
-            .field("shards", &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>())
+            .field(
+                "shards",
+                &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>(),
+            )
             .field("tensors", &self.entries.len())
             .finish()
     }
@@ -248,16 +297,27 @@ const INDEX_FILE: &str = "model.safetensors.index.json";
 const SINGLE_FILE: &str = "model.safetensors";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
-    move |source| LoadError::Io { path: path.to_path_buf(), source }
+    move |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
+/// One tensor of a header: name, dtype, shape, byte range.
+type HeaderEntry = (String, DType, Vec<usize>, usize, usize);
+
 /// Map a file and validate its header; returns the shard and its tensors.
-fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usize, usize)>), LoadError> {
+fn open_shard(path: &Path) -> Result<(Shard, Vec<HeaderEntry>), LoadError> {
     let file = File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
-    let bad = |msg: String| LoadError::BadHeader { path: path.to_path_buf(), msg };
+    let bad = |msg: String| LoadError::BadHeader {
+        path: path.to_path_buf(),
+        msg,
+    };
     if len < 8 {
-        return Err(bad(format!("the file has {len} bytes, too few for the 8-byte header length")));
+        return Err(bad(format!(
+            "the file has {len} bytes, too few for the 8-byte header length"
+        )));
     }
     // SAFETY: the map is read-only; like every mmap-based loader we rely on the weight files not
     // being modified while the engine runs.
@@ -267,12 +327,17 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
     n8.copy_from_slice(&data[..8]);
     let hlen = u64::from_le_bytes(n8);
     if hlen > len - 8 {
-        return Err(bad(format!("header length {hlen} goes beyond the end of the file ({len} bytes)")));
+        return Err(bad(format!(
+            "header length {hlen} goes beyond the end of the file ({len} bytes)"
+        )));
     }
     let hlen = hlen as usize;
     let base = 8 + hlen;
-    let header: Value = serde_json::from_slice(&data[8..base]).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let obj = header.as_object().ok_or_else(|| bad("the header is not a JSON object".to_string()))?;
+    let header: Value =
+        serde_json::from_slice(&data[8..base]).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let obj = header
+        .as_object()
+        .ok_or_else(|| bad("the header is not a JSON object".to_string()))?;
     let data_len = (len as usize) - base;
     let mut tensors = Vec::with_capacity(obj.len());
     let mut max_end = 0usize;
@@ -280,14 +345,17 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
         if name == "__metadata__" {
             continue;
         }
-        let t = v.as_object().ok_or_else(|| bad(format!("tensor '{name}': expected an object, found {v}")))?;
+        let t = v
+            .as_object()
+            .ok_or_else(|| bad(format!("tensor '{name}': expected an object, found {v}")))?;
         let dtype = match t.get("dtype") {
-            Some(Value::String(s)) => {
-                DType::from_name(s).ok_or_else(|| bad(format!("tensor '{name}': unknown dtype '{s}'")))?
-            }
+            Some(Value::String(s)) => DType::from_name(s)
+                .ok_or_else(|| bad(format!("tensor '{name}': unknown dtype '{s}'")))?,
             other => {
                 let found = other.map_or("nothing".to_string(), Value::to_string);
-                return Err(bad(format!("tensor '{name}': 'dtype' must be a string, found {found}")));
+                return Err(bad(format!(
+                    "tensor '{name}': 'dtype' must be a string, found {found}"
+                )));
             }
         };
         let shape: Vec<usize> = match t.get("shape") {
@@ -295,15 +363,25 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
                 .iter()
                 .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| bad(format!("tensor '{name}': bad shape {}", Value::Array(a.clone()))))?,
+                .ok_or_else(|| {
+                    bad(format!(
+                        "tensor '{name}': bad shape {}",
+                        Value::Array(a.clone())
+                    ))
+                })?,
             other => {
                 let found = other.map_or("nothing".to_string(), Value::to_string);
-                return Err(bad(format!("tensor '{name}': 'shape' must be a list, found {found}")));
+                return Err(bad(format!(
+                    "tensor '{name}': 'shape' must be a list, found {found}"
+                )));
             }
         };
         let offsets = match t.get("data_offsets") {
             Some(Value::Array(a)) if a.len() == 2 => {
-                match (a[0].as_u64().and_then(|x| usize::try_from(x).ok()), a[1].as_u64().and_then(|x| usize::try_from(x).ok())) {
+                match (
+                    a[0].as_u64().and_then(|x| usize::try_from(x).ok()),
+                    a[1].as_u64().and_then(|x| usize::try_from(x).ok()),
+                ) {
                     (Some(s), Some(e)) => Some((s, e)),
                     _ => None,
                 }
@@ -311,15 +389,21 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
             _ => None,
         };
         let (s, e) = offsets.ok_or_else(|| {
-            let found = t.get("data_offsets").map_or("nothing".to_string(), Value::to_string);
-            bad(format!("tensor '{name}': 'data_offsets' must be two byte offsets, found {found}"))
+            let found = t
+                .get("data_offsets")
+                .map_or("nothing".to_string(), Value::to_string);
+            bad(format!(
+                "tensor '{name}': 'data_offsets' must be two byte offsets, found {found}"
+            ))
         })?;
         let nbytes = shape
             .iter()
             .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| bad(format!("tensor '{name}': shape {shape:?} is too large")))?;
         if e < s {
-            return Err(bad(format!("tensor '{name}': data_offsets [{s}, {e}] end before they start")));
+            return Err(bad(format!(
+                "tensor '{name}': data_offsets [{s}, {e}] end before they start"
+            )));
         }
         if e - s != nbytes {
             return Err(bad(format!(
@@ -331,11 +415,18 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
         tensors.push((name.clone(), dtype, shape, s, e));
     }
     if max_end > data_len {
-        return Err(LoadError::Truncated { path: path.to_path_buf(), needed: (base + max_end) as u64, len });
+        return Err(LoadError::Truncated {
+            path: path.to_path_buf(),
+            needed: (base + max_end) as u64,
+            len,
+        });
     }
     // No two tensors may share bytes.
-    let mut ranges: Vec<(usize, usize, &str)> =
-        tensors.iter().filter(|t| t.4 > t.3).map(|t| (t.3, t.4, t.0.as_str())).collect();
+    let mut ranges: Vec<(usize, usize, &str)> = tensors
+        .iter()
+        .filter(|t| t.4 > t.3)
+        .map(|t| (t.3, t.4, t.0.as_str()))
+        .collect();
     ranges.sort_unstable();
     for w in ranges.windows(2) {
         if w[1].0 < w[0].1 {
@@ -345,8 +436,17 @@ fn open_shard(path: &Path) -> Result<(Shard, Vec<(String, DType, Vec<usize>, usi
             )));
         }
     }
-    let tensors = tensors.into_iter().map(|(n, d, sh, s, e)| (n, d, sh, base + s, base + e)).collect();
-    Ok((Shard { path: path.to_path_buf(), map: Arc::new(map) }, tensors))
+    let tensors = tensors
+        .into_iter()
+        .map(|(n, d, sh, s, e)| (n, d, sh, base + s, base + e))
+        .collect();
+    Ok((
+        Shard {
+            path: path.to_path_buf(),
+            map: Arc::new(map),
+        },
+        tensors,
+    ))
 }
 
 impl Checkpoint {
@@ -377,14 +477,21 @@ impl Checkpoint {
             }
         }
         if files.is_empty() {
-            return Err(LoadError::NoWeights { dir: dir.to_path_buf() });
+            return Err(LoadError::NoWeights {
+                dir: dir.to_path_buf(),
+            });
         }
         files.sort();
         Self::from_files(dir.to_path_buf(), files)
     }
 
     fn from_files(dir: PathBuf, files: Vec<PathBuf>) -> Result<Checkpoint, LoadError> {
-        let mut ck = Checkpoint { dir, shards: Vec::new(), entries: BTreeMap::new(), used: Mutex::new(BTreeSet::new()) };
+        let mut ck = Checkpoint {
+            dir,
+            shards: Vec::new(),
+            entries: BTreeMap::new(),
+            used: Mutex::new(BTreeSet::new()),
+        };
         for f in files {
             let (shard, tensors) = open_shard(&f)?;
             ck.add(shard, tensors)?;
@@ -392,7 +499,7 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    fn add(&mut self, shard: Shard, tensors: Vec<(String, DType, Vec<usize>, usize, usize)>) -> Result<(), LoadError> {
+    fn add(&mut self, shard: Shard, tensors: Vec<HeaderEntry>) -> Result<(), LoadError> {
         let idx = self.shards.len();
         for (name, dtype, shape, start, end) in tensors {
             if let Some(prev) = self.entries.get(&name) {
@@ -402,7 +509,16 @@ impl Checkpoint {
                     second: shard.path.clone(),
                 });
             }
-            self.entries.insert(name, Entry { shard: idx, dtype, shape, start, end });
+            self.entries.insert(
+                name,
+                Entry {
+                    shard: idx,
+                    dtype,
+                    shape,
+                    start,
+                    end,
+                },
+            );
         }
         self.shards.push(shard);
         Ok(())
@@ -410,8 +526,12 @@ impl Checkpoint {
 
     fn open_indexed(dir: &Path, index: &Path) -> Result<Checkpoint, LoadError> {
         let text = std::fs::read_to_string(index).map_err(io(index))?;
-        let bad = |msg: String| LoadError::BadIndex { path: index.to_path_buf(), msg };
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let bad = |msg: String| LoadError::BadIndex {
+            path: index.to_path_buf(),
+            msg,
+        };
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let wm = v
             .get("weight_map")
             .and_then(Value::as_object)
@@ -420,10 +540,14 @@ impl Checkpoint {
         let mut weight_map: Vec<(String, String)> = Vec::with_capacity(wm.len());
         let mut shard_files: BTreeMap<String, String> = BTreeMap::new();
         for (name, file) in wm {
-            let file = file
-                .as_str()
-                .ok_or_else(|| bad(format!("weight_map['{name}'] must be a file name, found {file}")))?;
-            shard_files.entry(file.to_string()).or_insert_with(|| name.clone());
+            let file = file.as_str().ok_or_else(|| {
+                bad(format!(
+                    "weight_map['{name}'] must be a file name, found {file}"
+                ))
+            })?;
+            shard_files
+                .entry(file.to_string())
+                .or_insert_with(|| name.clone());
             weight_map.push((name.clone(), file.to_string()));
         }
         let mut ck = Checkpoint {
@@ -496,26 +620,45 @@ impl Checkpoint {
     /// Any tensor, as stored (records the name as used). `Missing` if absent.
     pub fn tensor(&self, name: &str) -> Result<TensorRef, LoadError> {
         self.mark_used(name);
-        let e = self
-            .entries
-            .get(name)
-            .ok_or_else(|| LoadError::Missing { name: name.to_string(), dir: self.dir.clone() })?;
+        let e = self.entries.get(name).ok_or_else(|| LoadError::Missing {
+            name: name.to_string(),
+            dir: self.dir.clone(),
+        })?;
         let shard = &self.shards[e.shard];
         Ok(TensorRef {
             name: name.to_string(),
             dtype: e.dtype,
             shape: e.shape.clone(),
             file: shard.path.clone(),
-            bytes: Bytes(Repr::Mapped { map: shard.map.clone(), start: e.start, end: e.end }),
+            bytes: Bytes(Repr::Mapped {
+                map: shard.map.clone(),
+                start: e.start,
+                end: e.end,
+            }),
         })
     }
 
     /// `name` with one of `dtypes` and exactly `shape`.
-    fn checked(&self, name: &str, dtypes: &[DType], shape: &[usize], note: &str) -> Result<TensorRef, LoadError> {
+    fn checked(
+        &self,
+        name: &str,
+        dtypes: &[DType],
+        shape: &[usize],
+        note: &str,
+    ) -> Result<TensorRef, LoadError> {
         let t = self.tensor(name)?;
         if !dtypes.contains(&t.dtype) {
-            let expected = dtypes.iter().map(|d| d.name()).collect::<Vec<_>>().join(" or ");
-            return Err(LoadError::WrongDtype { name: t.name, file: t.file, expected, found: t.dtype });
+            let expected = dtypes
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" or ");
+            return Err(LoadError::WrongDtype {
+                name: t.name,
+                file: t.file,
+                expected,
+                found: t.dtype,
+            });
         }
         if t.shape != shape {
             return Err(LoadError::WrongShape {
@@ -533,9 +676,21 @@ impl Checkpoint {
     pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         let t = self.checked(name, &[DType::BF16, DType::F16, DType::F32], shape, "")?;
         Ok(match t.dtype {
-            DType::BF16 => t.bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            DType::F16 => t.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            _ => t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            DType::BF16 => t
+                .bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            DType::F16 => t
+                .bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => t
+                .bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
         })
     }
 
@@ -548,7 +703,11 @@ impl Checkpoint {
     pub fn ints(&self, name: &str, shape: &[usize]) -> Result<Vec<i32>, LoadError> {
         let t = self.checked(name, &[DType::I32, DType::I64], shape, "")?;
         if t.dtype == DType::I32 {
-            return Ok(t.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
+            return Ok(t
+                .bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
         }
         t.bytes
             .chunks_exact(8)
@@ -568,36 +727,62 @@ impl Checkpoint {
 
     fn no_nan_scale(t: &TensorRef) -> Result<(), LoadError> {
         match t.bytes.iter().position(|&b| b == 0xFF) {
-            Some(index) => Err(LoadError::NanScale { name: t.name.clone(), file: t.file.clone(), index }),
+            Some(index) => Err(LoadError::NanScale {
+                name: t.name.clone(),
+                file: t.file.clone(),
+                index,
+            }),
             None => Ok(()),
         }
     }
 
     /// FP8 weight `{prefix}.weight` F8_E4M3 `[out, inp]` + `{prefix}.scale` F8_E8M0
     /// `[ceil(out/128), ceil(inp/128)]`; no scale byte 0xFF (NaN).
-    pub fn fp8_weight(&self, prefix: &str, out: usize, inp: usize) -> Result<(TensorRef, TensorRef), LoadError> {
+    pub fn fp8_weight(
+        &self,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<(TensorRef, TensorRef), LoadError> {
         let wname = format!("{prefix}.weight");
         let w = self.checked(&wname, &[DType::F8E4M3], &[out, inp], "")?;
         let note = format!(" (one F8_E8M0 scale per 128x128 block of '{wname}' [{out}, {inp}])");
-        let s = self.checked(&format!("{prefix}.scale"), &[DType::F8E8M0], &[out.div_ceil(128), inp.div_ceil(128)], &note)?;
+        let s = self.checked(
+            &format!("{prefix}.scale"),
+            &[DType::F8E8M0],
+            &[out.div_ceil(128), inp.div_ceil(128)],
+            &note,
+        )?;
         Self::no_nan_scale(&s)?;
         Ok((w, s))
     }
 
     /// FP4 weight `{prefix}.weight` I8 (U8 also accepted) `[out, inp/2]` + `{prefix}.scale`
     /// F8_E8M0 `[out, inp/32]`; `inp % 32 == 0`; no NaN scale.
-    pub fn fp4_weight(&self, prefix: &str, out: usize, inp: usize) -> Result<(TensorRef, TensorRef), LoadError> {
+    pub fn fp4_weight(
+        &self,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<(TensorRef, TensorRef), LoadError> {
         let wname = format!("{prefix}.weight");
-        if inp % 32 != 0 {
+        if !inp.is_multiple_of(32) {
             return Err(LoadError::BadRequest {
                 name: wname,
-                msg: format!("an FP4 weight needs an input size divisible by 32, asked for [{out}, {inp}]"),
+                msg: format!(
+                    "an FP4 weight needs an input size divisible by 32, asked for [{out}, {inp}]"
+                ),
             });
         }
         let note = format!(" (FP4 [{out}, {inp}], two codes per byte)");
         let w = self.checked(&wname, &[DType::I8, DType::U8], &[out, inp / 2], &note)?;
         let note = format!(" (one F8_E8M0 scale per 32 inputs of '{wname}' FP4 [{out}, {inp}])");
-        let s = self.checked(&format!("{prefix}.scale"), &[DType::F8E8M0], &[out, inp / 32], &note)?;
+        let s = self.checked(
+            &format!("{prefix}.scale"),
+            &[DType::F8E8M0],
+            &[out, inp / 32],
+            &note,
+        )?;
         Self::no_nan_scale(&s)?;
         Ok((w, s))
     }
@@ -606,6 +791,10 @@ impl Checkpoint {
     /// warning.
     pub fn unused(&self) -> Vec<String> {
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        self.entries.keys().filter(|n| !used.contains(*n)).cloned().collect()
+        self.entries
+            .keys()
+            .filter(|n| !used.contains(*n))
+            .cloned()
+            .collect()
     }
 }

@@ -113,20 +113,38 @@ impl fmt::Display for At<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}invalid JSON: {source}", At(.file))]
-    Json { file: Option<PathBuf>, source: serde_json::Error },
+    Json {
+        file: Option<PathBuf>,
+        source: serde_json::Error,
+    },
     #[error("{}the config is not a JSON object", At(.file))]
     NotObject { file: Option<PathBuf> },
     /// A required key is absent (`style` says which key set was being read).
     #[error("{}missing key '{key}' ({style} config)", At(.file))]
-    Missing { file: Option<PathBuf>, key: String, style: &'static str },
+    Missing {
+        file: Option<PathBuf>,
+        key: String,
+        style: &'static str,
+    },
     /// A key is present but its value is unusable.
     #[error("{}key '{key}': {msg}", At(.file))]
-    BadValue { file: Option<PathBuf>, key: String, msg: String },
+    BadValue {
+        file: Option<PathBuf>,
+        key: String,
+        msg: String,
+    },
     /// The values are individually fine but inconsistent (`Config::validate`).
     #[error("{}inconsistent config, key '{key}': {msg}", At(.file))]
-    Invalid { file: Option<PathBuf>, key: String, msg: String },
+    Invalid {
+        file: Option<PathBuf>,
+        key: String,
+        msg: String,
+    },
 }
 
 impl ConfigError {
@@ -136,7 +154,11 @@ impl ConfigError {
         match self {
             ConfigError::Json { source, .. } => ConfigError::Json { file: p, source },
             ConfigError::NotObject { .. } => ConfigError::NotObject { file: p },
-            ConfigError::Missing { key, style, .. } => ConfigError::Missing { file: p, key, style },
+            ConfigError::Missing { key, style, .. } => ConfigError::Missing {
+                file: p,
+                key,
+                style,
+            },
             ConfigError::BadValue { key, msg, .. } => ConfigError::BadValue { file: p, key, msg },
             ConfigError::Invalid { key, msg, .. } => ConfigError::Invalid { file: p, key, msg },
             e @ ConfigError::Io { .. } => e,
@@ -145,11 +167,19 @@ impl ConfigError {
 }
 
 fn bad(key: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::BadValue { file: None, key: key.to_string(), msg: msg.into() }
+    ConfigError::BadValue {
+        file: None,
+        key: key.to_string(),
+        msg: msg.into(),
+    }
 }
 
 fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { file: None, key: key.to_string(), msg: msg.into() }
+    ConfigError::Invalid {
+        file: None,
+        key: key.to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// Typed access to one JSON object; `prefix` names nested objects in messages (`rope_scaling.`).
@@ -174,8 +204,16 @@ impl<'a> Obj<'a> {
 
     fn missing(&self, keys: &[&'static str]) -> ConfigError {
         // "a" or, with aliases, "a' or 'b" (the message quotes the whole).
-        let key = keys.iter().map(|k| self.name(k)).collect::<Vec<_>>().join("' or '");
-        ConfigError::Missing { file: None, key, style: self.style }
+        let key = keys
+            .iter()
+            .map(|k| self.name(k))
+            .collect::<Vec<_>>()
+            .join("' or '");
+        ConfigError::Missing {
+            file: None,
+            key,
+            style: self.style,
+        }
     }
 
     fn float_opt(&self, keys: &[&'static str]) -> Result<Option<f64>, ConfigError> {
@@ -204,11 +242,17 @@ impl<'a> Obj<'a> {
 
     fn usize_of(&self, key: &str, v: &Value) -> Result<usize, ConfigError> {
         if let Some(u) = v.as_u64() {
-            return usize::try_from(u).map_err(|_| bad(&self.name(key), format!("{u} is too large")));
+            return usize::try_from(u)
+                .map_err(|_| bad(&self.name(key), format!("{u} is too large")));
         }
         match v.as_f64() {
-            Some(x) if x >= 0.0 && x.fract() == 0.0 && x <= 9.007_199_254_740_992e15 => Ok(x as usize),
-            _ => Err(bad(&self.name(key), format!("expected a non-negative integer, found {v}"))),
+            Some(x) if x >= 0.0 && x.fract() == 0.0 && x <= 9.007_199_254_740_992e15 => {
+                Ok(x as usize)
+            }
+            _ => Err(bad(
+                &self.name(key),
+                format!("expected a non-negative integer, found {v}"),
+            )),
         }
     }
 
@@ -225,12 +269,20 @@ impl<'a> Obj<'a> {
 
     fn usize_list(&self, keys: &[&'static str]) -> Result<Vec<usize>, ConfigError> {
         let (k, v) = self.find(keys).ok_or_else(|| self.missing(keys))?;
-        let arr = v.as_array().ok_or_else(|| bad(&self.name(k), format!("expected a list of integers, found {v}")))?;
+        let arr = v.as_array().ok_or_else(|| {
+            bad(
+                &self.name(k),
+                format!("expected a list of integers, found {v}"),
+            )
+        })?;
         arr.iter()
             .enumerate()
             .map(|(i, x)| {
                 self.usize_of(k, x).map_err(|_| {
-                    bad(&self.name(k), format!("entry {i}: expected a non-negative integer, found {x}"))
+                    bad(
+                        &self.name(k),
+                        format!("entry {i}: expected a non-negative integer, found {x}"),
+                    )
                 })
             })
             .collect()
@@ -254,25 +306,43 @@ const DEFAULT_BETA_SLOW: f64 = 1.0;
 
 impl Config {
     pub fn from_json_str(text: &str) -> Result<Config, ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|source| ConfigError::Json { file: None, source })?;
-        let map = value.as_object().ok_or(ConfigError::NotObject { file: None })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|source| ConfigError::Json { file: None, source })?;
+        let map = value
+            .as_object()
+            .ok_or(ConfigError::NotObject { file: None })?;
         let transformers = ["hidden_size", "num_hidden_layers", "num_attention_heads"]
             .iter()
             .any(|k| map.contains_key(*k));
-        let cfg = if transformers { Self::from_transformers(map)? } else { Self::from_official(map)? };
+        let cfg = if transformers {
+            Self::from_transformers(map)?
+        } else {
+            Self::from_official(map)?
+        };
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Reads DIR/config.json or a file path; errors name the file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io { path: file.clone(), source })?;
+        let file = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io {
+            path: file.clone(),
+            source,
+        })?;
         Self::from_json_str(&text).map_err(|e| e.in_file(&file))
     }
 
     fn from_official(map: &Map<String, Value>) -> Result<Config, ConfigError> {
-        let o = Obj { map, prefix: "", style: "official short-key" };
+        let o = Obj {
+            map,
+            prefix: "",
+            style: "official short-key",
+        };
         Ok(Config {
             vocab_size: o.usize(&["vocab_size"])?,
             dim: o.usize(&["dim"])?,
@@ -307,13 +377,19 @@ impl Config {
             beta_fast: o.float_opt(&["beta_fast"])?.unwrap_or(DEFAULT_BETA_FAST),
             beta_slow: o.float_opt(&["beta_slow"])?.unwrap_or(DEFAULT_BETA_SLOW),
             compress_ratios: o.usize_list(&["compress_ratios"])?,
-            max_seq_len: o.usize_opt(&["max_seq_len"])?.unwrap_or(DEFAULT_MAX_SEQ_LEN),
+            max_seq_len: o
+                .usize_opt(&["max_seq_len"])?
+                .unwrap_or(DEFAULT_MAX_SEQ_LEN),
         })
     }
 
     fn from_transformers(map: &Map<String, Value>) -> Result<Config, ConfigError> {
         let style = "transformers";
-        let o = Obj { map, prefix: "", style };
+        let o = Obj {
+            map,
+            prefix: "",
+            style,
+        };
         // rope_scaling {factor, beta_fast, beta_slow, original_max_position_embeddings, type}
         let (rope_key, rope) = match (map.get("rope_scaling"), map.get("rope_parameters")) {
             (Some(v), _) if !v.is_null() => ("rope_scaling", Some(v)),
@@ -327,11 +403,22 @@ impl Config {
                 let m = v
                     .as_object()
                     .ok_or_else(|| bad(rope_key, format!("expected an object, found {v}")))?;
-                let prefix = if rope_key == "rope_scaling" { "rope_scaling." } else { "rope_parameters." };
-                let r = Obj { map: m, prefix, style };
+                let prefix = if rope_key == "rope_scaling" {
+                    "rope_scaling."
+                } else {
+                    "rope_parameters."
+                };
+                let r = Obj {
+                    map: m,
+                    prefix,
+                    style,
+                };
                 if let Some((k, t)) = r.find(&["type", "rope_type"]) {
                     if t.as_str() != Some("yarn") {
-                        return Err(bad(&r.name(k), format!("unsupported RoPE scaling {t} (only \"yarn\")")));
+                        return Err(bad(
+                            &r.name(k),
+                            format!("unsupported RoPE scaling {t} (only \"yarn\")"),
+                        ));
                     }
                 }
                 (
@@ -381,7 +468,9 @@ impl Config {
             beta_fast,
             beta_slow,
             compress_ratios: o.usize_list(&["compress_ratios"])?,
-            max_seq_len: o.usize_opt(&["max_position_embeddings"])?.unwrap_or(DEFAULT_MAX_SEQ_LEN),
+            max_seq_len: o
+                .usize_opt(&["max_position_embeddings"])?
+                .unwrap_or(DEFAULT_MAX_SEQ_LEN),
         })
     }
 
@@ -389,8 +478,17 @@ impl Config {
     pub fn flash() -> Config {
         let n_layers = 43;
         // layers 0-1 window only, then 4 / 128 alternating (layer 42 is 4), the MTP block 0.
-        let mut compress_ratios: Vec<usize> =
-            (0..n_layers).map(|l| if l < 2 { 0 } else if l % 2 == 0 { 4 } else { 128 }).collect();
+        let mut compress_ratios: Vec<usize> = (0..n_layers)
+            .map(|l| {
+                if l < 2 {
+                    0
+                } else if l % 2 == 0 {
+                    4
+                } else {
+                    128
+                }
+            })
+            .collect();
         compress_ratios.push(0);
         Config {
             vocab_size: 129280,
@@ -458,22 +556,31 @@ impl Config {
                 return Err(invalid(key, "must be > 0"));
             }
         }
-        if self.rope_head_dim % 2 != 0 {
-            return Err(invalid("rope_head_dim", format!("must be even, found {}", self.rope_head_dim)));
+        if !self.rope_head_dim.is_multiple_of(2) {
+            return Err(invalid(
+                "rope_head_dim",
+                format!("must be even, found {}", self.rope_head_dim),
+            ));
         }
         if self.head_dim <= self.rope_head_dim {
             return Err(invalid(
                 "head_dim",
-                format!("must be larger than rope_head_dim ({}), found {}", self.rope_head_dim, self.head_dim),
+                format!(
+                    "must be larger than rope_head_dim ({}), found {}",
+                    self.rope_head_dim, self.head_dim
+                ),
             ));
         }
         if self.index_head_dim <= self.rope_head_dim {
             return Err(invalid(
                 "index_head_dim",
-                format!("must be larger than rope_head_dim ({}), found {}", self.rope_head_dim, self.index_head_dim),
+                format!(
+                    "must be larger than rope_head_dim ({}), found {}",
+                    self.rope_head_dim, self.index_head_dim
+                ),
             ));
         }
-        if (self.n_heads * self.head_dim) % self.o_groups != 0 {
+        if !(self.n_heads * self.head_dim).is_multiple_of(self.o_groups) {
             return Err(invalid(
                 "o_groups",
                 format!(
@@ -486,13 +593,19 @@ impl Config {
         if self.n_activated_experts > self.n_routed_experts {
             return Err(invalid(
                 "n_activated_experts",
-                format!("{} exceeds n_routed_experts = {}", self.n_activated_experts, self.n_routed_experts),
+                format!(
+                    "{} exceeds n_routed_experts = {}",
+                    self.n_activated_experts, self.n_routed_experts
+                ),
             ));
         }
         if self.n_hash_layers > self.n_layers {
             return Err(invalid(
                 "n_hash_layers",
-                format!("{} exceeds n_layers = {}", self.n_hash_layers, self.n_layers),
+                format!(
+                    "{} exceeds n_layers = {}",
+                    self.n_hash_layers, self.n_layers
+                ),
             ));
         }
         let want = self.n_layers + self.n_mtp_layers;
@@ -515,8 +628,16 @@ impl Config {
             };
             return Err(invalid("compress_ratios", msg));
         }
-        if let Some((i, &r)) = self.compress_ratios.iter().enumerate().find(|(_, &r)| r == 1) {
-            return Err(invalid("compress_ratios", format!("entry {i} is {r}: a ratio is 0 (window only) or >= 2")));
+        if let Some((i, &r)) = self
+            .compress_ratios
+            .iter()
+            .enumerate()
+            .find(|(_, &r)| r == 1)
+        {
+            return Err(invalid(
+                "compress_ratios",
+                format!("entry {i} is {r}: a ratio is 0 (window only) or >= 2"),
+            ));
         }
         let positive = [
             ("hc_eps", self.hc_eps as f64),
@@ -528,7 +649,10 @@ impl Config {
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(invalid(key, format!("must be a positive number, found {v}")));
+                return Err(invalid(
+                    key,
+                    format!("must be a positive number, found {v}"),
+                ));
             }
         }
         let finite = [
@@ -538,7 +662,10 @@ impl Config {
         ];
         for (key, v) in finite {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(invalid(key, format!("must be a non-negative number, found {v}")));
+                return Err(invalid(
+                    key,
+                    format!("must be a non-negative number, found {v}"),
+                ));
             }
         }
         Ok(())
@@ -555,10 +682,14 @@ impl Config {
         // f32 fields print in their shortest form (1e-6, not 9.99999997e-7).
         fn f32v(x: f32) -> Value {
             let shortest: f64 = format!("{x}").parse().unwrap_or(x as f64);
-            serde_json::Number::from_f64(shortest).map(Value::Number).unwrap_or(Value::Null)
+            serde_json::Number::from_f64(shortest)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         }
         fn f64v(x: f64) -> Value {
-            serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+            serde_json::Number::from_f64(x)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         }
         let mut m = Map::new();
         let mut put = |k: &str, v: Value| {
@@ -588,7 +719,10 @@ impl Config {
         put("o_groups", self.o_groups.into());
         put("o_lora_rank", self.o_lora_rank.into());
         put("window_size", self.window_size.into());
-        put("compress_ratios", Value::Array(self.compress_ratios.iter().map(|&r| r.into()).collect()));
+        put(
+            "compress_ratios",
+            Value::Array(self.compress_ratios.iter().map(|&r| r.into()).collect()),
+        );
         put("compress_rope_theta", f64v(self.compress_rope_theta));
         put("original_seq_len", self.original_seq_len.into());
         put("rope_theta", f64v(self.rope_theta));

@@ -9,6 +9,7 @@ pub mod linear;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod synthetic;
 
 pub use config::Config;
 pub use model::{Logits, Model, ModelError, MtpState, SequenceState};

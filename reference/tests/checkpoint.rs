@@ -25,17 +25,36 @@ struct T {
 }
 
 fn t(name: &str, dtype: &'static str, shape: &[usize], data: Vec<u8>) -> T {
-    T { name: name.to_string(), dtype, shape: shape.to_vec(), data }
+    T {
+        name: name.to_string(),
+        dtype,
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 /// A tensor of `dtype` and `shape` filled with `fill`.
 fn filled(name: &str, dtype: &'static str, shape: &[usize], fill: u8) -> T {
-    let size = DType::ALL.iter().find(|d| d.name() == dtype).unwrap().size_in_bytes();
-    t(name, dtype, shape, vec![fill; size * shape.iter().product::<usize>()])
+    let size = DType::ALL
+        .iter()
+        .find(|d| d.name() == dtype)
+        .unwrap()
+        .size_in_bytes();
+    t(
+        name,
+        dtype,
+        shape,
+        vec![fill; size * shape.iter().product::<usize>()],
+    )
 }
 
 fn f32s(name: &str, shape: &[usize], v: &[f32]) -> T {
-    t(name, "F32", shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    t(
+        name,
+        "F32",
+        shape,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 /// The bytes of a safetensors file holding `tensors`, contiguous in order.
@@ -51,7 +70,7 @@ fn st_bytes(tensors: &[T]) -> Vec<u8> {
         off += x.data.len();
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -81,10 +100,31 @@ fn sample() -> Vec<T> {
         filled("a.wq.scale", "F8_E8M0", &[2, 2], 127),
         filled("e.w1.weight", "I8", &[64, 32], 0x21),
         filled("e.w1.scale", "F8_E8M0", &[64, 2], 126),
-        t("norm.weight", "BF16", &[4], [1.0f32, -2.0, 0.5, 3.0].iter().flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes()).collect()),
+        t(
+            "norm.weight",
+            "BF16",
+            &[4],
+            [1.0f32, -2.0, 0.5, 3.0]
+                .iter()
+                .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+                .collect(),
+        ),
         f32s("sink", &[2, 2], &[1.0, 2.0, 3.0, 4.0]),
-        t("tid", "I32", &[2, 3], [0i32, 1, 2, 3, 4, 5].iter().flat_map(|x| x.to_le_bytes()).collect()),
-        t("tid64", "I64", &[3], [7i64, -1, 9].iter().flat_map(|x| x.to_le_bytes()).collect()),
+        t(
+            "tid",
+            "I32",
+            &[2, 3],
+            [0i32, 1, 2, 3, 4, 5]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+        t(
+            "tid64",
+            "I64",
+            &[3],
+            [7i64, -1, 9].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
         filled("embed.weight", "BF16", &[8, 4], 0),
     ]
 }
@@ -120,8 +160,15 @@ fn golden_tiny_checkpoint_loads() {
     assert!(ck.contains("embed.weight"));
     assert!(ck.names().iter().all(|n| n.starts_with("layers.")
         || n.starts_with("mtp.")
-        || ["embed.weight", "head.weight", "norm.weight", "hc_head_fn", "hc_head_base", "hc_head_scale"]
-            .contains(&n.as_str())));
+        || [
+            "embed.weight",
+            "head.weight",
+            "norm.weight",
+            "hc_head_fn",
+            "hc_head_base",
+            "hc_head_scale"
+        ]
+        .contains(&n.as_str())));
     let names = ck.names();
     assert!(names.windows(2).all(|w| w[0] < w[1]), "names() sorted");
 
@@ -131,7 +178,9 @@ fn golden_tiny_checkpoint_loads() {
     assert_eq!(w.bytes.len(), 128 * 256);
     assert!(w.file.ends_with("model.safetensors"));
 
-    let (w, s) = ck.fp4_weight("layers.1.ffn.experts.0.w1", 256, 256).unwrap();
+    let (w, s) = ck
+        .fp4_weight("layers.1.ffn.experts.0.w1", 256, 256)
+        .unwrap();
     assert_eq!((w.dtype, w.shape.clone()), (DType::I8, vec![256, 128]));
     assert_eq!(s.shape, vec![256, 8]);
 
@@ -272,7 +321,10 @@ fn flash_config() {
 
 #[test]
 fn transformers_config_parses_to_flash() {
-    assert_eq!(Config::from_json_str(FLASH_HF_CONFIG).unwrap(), Config::flash());
+    assert_eq!(
+        Config::from_json_str(FLASH_HF_CONFIG).unwrap(),
+        Config::flash()
+    );
     // newer transformers: rope_parameters, rope_type
     let text = edit(FLASH_HF_CONFIG, |m| {
         let mut rope = m.remove("rope_scaling").unwrap();
@@ -304,7 +356,10 @@ fn transformers_config_parses_to_flash() {
 fn short_key_flash_parses_to_flash() {
     let text = Config::flash().to_json();
     assert!(text.contains("\"n_activated_experts\": 6"));
-    assert!(text.contains("\"hc_eps\": 1e-6") || text.contains("\"hc_eps\": 0.000001"), "{text}");
+    assert!(
+        text.contains("\"hc_eps\": 1e-6") || text.contains("\"hc_eps\": 0.000001"),
+        "{text}"
+    );
     assert_eq!(Config::from_json_str(&text).unwrap(), Config::flash());
 }
 
@@ -317,8 +372,12 @@ fn to_json_round_trips() {
     let ours: serde_json::Value = serde_json::from_str(&text).unwrap();
     let official: serde_json::Value = serde_json::from_str(&tiny_text()).unwrap();
     let mut a: Vec<&String> = ours.as_object().unwrap().keys().collect();
-    let mut b: Vec<&String> =
-        official.as_object().unwrap().keys().filter(|k| k.as_str() != "max_batch_size").collect();
+    let mut b: Vec<&String> = official
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.as_str() != "max_batch_size")
+        .collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);
@@ -346,7 +405,10 @@ fn config_missing_key_names_key_and_file() {
     let msg = cfg_err(&edit(FLASH_HF_CONFIG, |m| {
         m.remove("moe_intermediate_size");
     }));
-    assert_has(&msg, &["missing key 'moe_intermediate_size'", "transformers"]);
+    assert_has(
+        &msg,
+        &["missing key 'moe_intermediate_size'", "transformers"],
+    );
 
     let msg = cfg_err(&edit(FLASH_HF_CONFIG, |m| {
         m["rope_scaling"].as_object_mut().unwrap().remove("factor");
@@ -365,9 +427,12 @@ fn config_missing_key_names_key_and_file() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
-    std::fs::write(&path, edit(&tiny_text(), |m| {
-        m.remove("index_topk");
-    }))
+    std::fs::write(
+        &path,
+        edit(&tiny_text(), |m| {
+            m.remove("index_topk");
+        }),
+    )
     .unwrap();
     let e = Config::from_file(dir.path()).unwrap_err();
     assert!(matches!(e, ConfigError::Missing { .. }));
@@ -403,7 +468,10 @@ fn config_values_and_consistency() {
         m.insert("score_func".into(), "relu".into());
     }));
     assert_has(&msg, &["'score_func'", "relu", "sqrtsoftplus"]);
-    for (s, f) in [("sigmoid", ScoreFunc::Sigmoid), ("softmax", ScoreFunc::Softmax)] {
+    for (s, f) in [
+        ("sigmoid", ScoreFunc::Sigmoid),
+        ("softmax", ScoreFunc::Softmax),
+    ] {
         let c = Config::from_json_str(&edit(&tiny_text(), |m| {
             m.insert("score_func".into(), s.into());
         }))
@@ -419,16 +487,26 @@ fn config_values_and_consistency() {
 
     // compress_ratios covering the layers but not the MTP block
     let msg = cfg_err(&edit(&tiny_text(), |m| {
-        m.insert("compress_ratios".into(), serde_json::json!([0, 4, 16, 4, 0]));
+        m.insert(
+            "compress_ratios".into(),
+            serde_json::json!([0, 4, 16, 4, 0]),
+        );
     }));
     assert_has(&msg, &["compress_ratios", "MTP", "6 entries"]);
     let msg = cfg_err(&edit(FLASH_HF_CONFIG, |m| {
-        m.get_mut("compress_ratios").unwrap().as_array_mut().unwrap().pop();
+        m.get_mut("compress_ratios")
+            .unwrap()
+            .as_array_mut()
+            .unwrap()
+            .pop();
     }));
     assert_has(&msg, &["compress_ratios", "44 entries"]);
     // ... fine without an MTP block
     let c = Config::from_json_str(&edit(&tiny_text(), |m| {
-        m.insert("compress_ratios".into(), serde_json::json!([0, 4, 16, 4, 0]));
+        m.insert(
+            "compress_ratios".into(),
+            serde_json::json!([0, 4, 16, 4, 0]),
+        );
         m.insert("n_mtp_layers".into(), 0.into());
     }))
     .unwrap();
@@ -451,7 +529,10 @@ fn config_values_and_consistency() {
     }));
     assert_has(&msg, &["hc_mult"]);
     let msg = cfg_err(&edit(FLASH_HF_CONFIG, |m| {
-        m["rope_scaling"].as_object_mut().unwrap().insert("type".into(), "linear".into());
+        m["rope_scaling"]
+            .as_object_mut()
+            .unwrap()
+            .insert("type".into(), "linear".into());
     }));
     assert_has(&msg, &["rope_scaling.type", "linear"]);
     assert_has(&cfg_err("[1, 2]"), &["not a JSON object"]);
@@ -466,8 +547,14 @@ fn single_file_loads_and_converts() {
     let ck = Checkpoint::open(dir.path()).unwrap();
     assert_eq!(ck.dir(), dir.path());
     assert_eq!(ck.names().len(), 9);
-    assert_eq!(ck.floats("norm.weight", &[4]).unwrap(), vec![1.0, -2.0, 0.5, 3.0]);
-    assert_eq!(ck.floats("sink", &[2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        ck.floats("norm.weight", &[4]).unwrap(),
+        vec![1.0, -2.0, 0.5, 3.0]
+    );
+    assert_eq!(
+        ck.floats("sink", &[2, 2]).unwrap(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
     assert_eq!(ck.ints("tid", &[2, 3]).unwrap(), vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(ck.ints("tid64", &[3]).unwrap(), vec![7, -1, 9]);
     let (w, s) = ck.fp8_weight("a.wq", 130, 256).unwrap();
@@ -483,9 +570,23 @@ fn single_file_loads_and_converts() {
     // F16 floats
     let dir = tmp_with(&[(
         "model.safetensors",
-        &[t("h", "F16", &[2], [half::f16::from_f32(1.5), half::f16::from_f32(-4.0)].iter().flat_map(|x| x.to_le_bytes()).collect())],
+        &[t(
+            "h",
+            "F16",
+            &[2],
+            [half::f16::from_f32(1.5), half::f16::from_f32(-4.0)]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )],
     )]);
-    assert_eq!(Checkpoint::open(dir.path()).unwrap().floats("h", &[2]).unwrap(), vec![1.5, -4.0]);
+    assert_eq!(
+        Checkpoint::open(dir.path())
+            .unwrap()
+            .floats("h", &[2])
+            .unwrap(),
+        vec![1.5, -4.0]
+    );
 }
 
 #[test]
@@ -496,19 +597,35 @@ fn path_to_one_file_opens() {
 }
 
 fn index_json(map: &[(&str, &str)]) -> String {
-    let wm: serde_json::Map<String, serde_json::Value> =
-        map.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+    let wm: serde_json::Map<String, serde_json::Value> = map
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
     serde_json::json!({"metadata": {"total_size": 0}, "weight_map": wm}).to_string()
 }
 
 fn sharded() -> tempfile::TempDir {
     let mut all = sample();
     let second: Vec<T> = all.split_off(4);
-    let dir = tmp_with(&[("model-00001-of-00002.safetensors", &all), ("model-00002-of-00002.safetensors", &second)]);
-    let mut map: Vec<(String, &str)> = all.iter().map(|x| (x.name.clone(), "model-00001-of-00002.safetensors")).collect();
-    map.extend(second.iter().map(|x| (x.name.clone(), "model-00002-of-00002.safetensors")));
+    let dir = tmp_with(&[
+        ("model-00001-of-00002.safetensors", &all),
+        ("model-00002-of-00002.safetensors", &second),
+    ]);
+    let mut map: Vec<(String, &str)> = all
+        .iter()
+        .map(|x| (x.name.clone(), "model-00001-of-00002.safetensors"))
+        .collect();
+    map.extend(
+        second
+            .iter()
+            .map(|x| (x.name.clone(), "model-00002-of-00002.safetensors")),
+    );
     let map: Vec<(&str, &str)> = map.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index_json(&map)).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index_json(&map),
+    )
+    .unwrap();
     dir
 }
 
@@ -516,7 +633,10 @@ fn sharded() -> tempfile::TempDir {
 fn sharded_with_index_loads_both_shards() {
     let dir = sharded();
     // a stray safetensors file next to the shards is not opened
-    write_st(&dir.path().join("extra.safetensors"), &[filled("stray", "U8", &[1], 0)]);
+    write_st(
+        &dir.path().join("extra.safetensors"),
+        &[filled("stray", "U8", &[1], 0)],
+    );
     let ck = Checkpoint::open(dir.path()).unwrap();
     assert_eq!(ck.names().len(), 9);
     assert!(!ck.contains("stray"));
@@ -524,7 +644,10 @@ fn sharded_with_index_loads_both_shards() {
     assert!(w.file.ends_with("model-00001-of-00002.safetensors"));
     let n = ck.tensor("norm.weight").unwrap();
     assert!(n.file.ends_with("model-00002-of-00002.safetensors"));
-    assert_eq!(ck.floats("norm.weight", &[4]).unwrap(), vec![1.0, -2.0, 0.5, 3.0]);
+    assert_eq!(
+        ck.floats("norm.weight", &[4]).unwrap(),
+        vec![1.0, -2.0, 0.5, 3.0]
+    );
     assert_eq!(ck.ints("tid", &[2, 3]).unwrap(), vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(ck.files().len(), 2);
 }
@@ -537,7 +660,10 @@ fn several_files_without_index() {
     let ck = Checkpoint::open(dir.path()).unwrap();
     assert_eq!(ck.names().len(), 9);
     // the same name in two files
-    write_st(&dir.path().join("c.safetensors"), &[filled("sink", "F32", &[1], 0)]);
+    write_st(
+        &dir.path().join("c.safetensors"),
+        &[filled("sink", "F32", &[1], 0)],
+    );
     let msg = err_msg(Checkpoint::open(dir.path()));
     assert_has(&msg, &["'sink'", "b.safetensors", "c.safetensors"]);
 }
@@ -547,7 +673,14 @@ fn index_pointing_to_missing_shard() {
     let dir = sharded();
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
     let msg = err_msg(Checkpoint::open(dir.path()));
-    assert_has(&msg, &["model.safetensors.index.json", "model-00002-of-00002.safetensors", "cannot be opened"]);
+    assert_has(
+        &msg,
+        &[
+            "model.safetensors.index.json",
+            "model-00002-of-00002.safetensors",
+            "cannot be opened",
+        ],
+    );
 }
 
 #[test]
@@ -555,20 +688,42 @@ fn index_claiming_tensor_not_in_shard() {
     let dir = sharded();
     let idx = dir.path().join("model.safetensors.index.json");
     // a name that is nowhere
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
     v["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors".into();
     std::fs::write(&idx, v.to_string()).unwrap();
     let msg = err_msg(Checkpoint::open(dir.path()));
-    assert_has(&msg, &["'ghost.weight'", "model-00001-of-00002.safetensors", "does not contain it"]);
+    assert_has(
+        &msg,
+        &[
+            "'ghost.weight'",
+            "model-00001-of-00002.safetensors",
+            "does not contain it",
+        ],
+    );
     // a name in the other shard
-    v["weight_map"].as_object_mut().unwrap().remove("ghost.weight");
+    v["weight_map"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ghost.weight");
     v["weight_map"]["sink"] = "model-00001-of-00002.safetensors".into();
     std::fs::write(&idx, v.to_string()).unwrap();
     let msg = err_msg(Checkpoint::open(dir.path()));
-    assert_has(&msg, &["'sink'", "model-00001-of-00002.safetensors", "it is in", "model-00002-of-00002.safetensors"]);
+    assert_has(
+        &msg,
+        &[
+            "'sink'",
+            "model-00001-of-00002.safetensors",
+            "it is in",
+            "model-00002-of-00002.safetensors",
+        ],
+    );
     // garbage index
     std::fs::write(&idx, "{\"weight_map\": 3}").unwrap();
-    assert_has(&err_msg(Checkpoint::open(dir.path())), &["bad index", "weight_map"]);
+    assert_has(
+        &err_msg(Checkpoint::open(dir.path())),
+        &["bad index", "weight_map"],
+    );
 }
 
 #[test]
@@ -589,7 +744,10 @@ fn truncated_file() {
     );
     // shorter than the length prefix
     std::fs::write(&path, [1u8, 2, 3]).unwrap();
-    assert_has(&err_msg(Checkpoint::open(dir.path())), &["model.safetensors", "bad header", "3 bytes"]);
+    assert_has(
+        &err_msg(Checkpoint::open(dir.path())),
+        &["model.safetensors", "bad header", "3 bytes"],
+    );
 }
 
 #[test]
@@ -599,23 +757,50 @@ fn bad_headers() {
     let open = || err_msg(Checkpoint::open(dir.path()));
 
     write_raw(&path, "{\"a\": {\"dtype\": \"F32\", garbage", &[0; 4]);
-    assert_has(&open(), &["model.safetensors", "bad header", "invalid JSON"]);
+    assert_has(
+        &open(),
+        &["model.safetensors", "bad header", "invalid JSON"],
+    );
 
     let mut out = 1_000_000u64.to_le_bytes().to_vec();
     out.extend_from_slice(b"{}");
     std::fs::write(&path, out).unwrap();
-    assert_has(&open(), &["model.safetensors", "bad header", "header length 1000000", "10 bytes"]);
+    assert_has(
+        &open(),
+        &[
+            "model.safetensors",
+            "bad header",
+            "header length 1000000",
+            "10 bytes",
+        ],
+    );
 
-    write_raw(&path, r#"{"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}"#, &[0; 1]);
+    write_raw(
+        &path,
+        r#"{"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}"#,
+        &[0; 1],
+    );
     assert_has(&open(), &["bad header", "'a'", "unknown dtype 'F4'"]);
 
-    write_raw(&path, r#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}"#, &[0; 8]);
+    write_raw(
+        &path,
+        r#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}"#,
+        &[0; 8],
+    );
     assert_has(&open(), &["bad header", "'a'", "hold 4 bytes", "needs 8"]);
 
-    write_raw(&path, r#"{"a": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 4]}}"#, &[0; 8]);
+    write_raw(
+        &path,
+        r#"{"a": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 4]}}"#,
+        &[0; 8],
+    );
     assert_has(&open(), &["bad header", "'a'", "shape"]);
 
-    write_raw(&path, r#"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4]}}"#, &[0; 8]);
+    write_raw(
+        &path,
+        r#"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4]}}"#,
+        &[0; 8],
+    );
     assert_has(&open(), &["bad header", "'a'", "data_offsets"]);
 
     write_raw(
@@ -638,23 +823,42 @@ fn missing_dir_and_empty_dir() {
     let dir = tempfile::tempdir().unwrap();
     let gone = dir.path().join("no-such-dir");
     assert_has(&err_msg(Checkpoint::open(&gone)), &["no-such-dir"]);
-    assert_has(&err_msg(Checkpoint::open(dir.path())), &["no model.safetensors"]);
+    assert_has(
+        &err_msg(Checkpoint::open(dir.path())),
+        &["no model.safetensors"],
+    );
 }
 
 #[test]
 fn wrong_dtype() {
     let dir = tmp_with(&[(
         "model.safetensors",
-        &[filled("layers.3.attn.wq_a.weight", "BF16", &[128, 256], 0), filled("layers.3.attn.wq_a.scale", "F8_E8M0", &[1, 2], 127)],
+        &[
+            filled("layers.3.attn.wq_a.weight", "BF16", &[128, 256], 0),
+            filled("layers.3.attn.wq_a.scale", "F8_E8M0", &[1, 2], 127),
+        ],
     )]);
     let ck = Checkpoint::open(dir.path()).unwrap();
     let file = dir.path().join("model.safetensors").display().to_string();
     let msg = err_msg(ck.fp8_weight("layers.3.attn.wq_a", 128, 256));
-    assert_has(&msg, &["tensor 'layers.3.attn.wq_a.weight'", &file, "expected dtype F8_E4M3, found BF16"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'layers.3.attn.wq_a.weight'",
+            &file,
+            "expected dtype F8_E4M3, found BF16",
+        ],
+    );
     let msg = err_msg(ck.ints("layers.3.attn.wq_a.weight", &[128, 256]));
     assert_has(&msg, &["expected dtype I32 or I64, found BF16"]);
     let msg = err_msg(ck.floats("layers.3.attn.wq_a.scale", &[1, 2]));
-    assert_has(&msg, &["'layers.3.attn.wq_a.scale'", "expected dtype BF16 or F16 or F32, found F8_E8M0"]);
+    assert_has(
+        &msg,
+        &[
+            "'layers.3.attn.wq_a.scale'",
+            "expected dtype BF16 or F16 or F32, found F8_E8M0",
+        ],
+    );
     let msg = err_msg(ck.float_matrix("layers.3.attn.wq_a.scale", &[1, 2]));
     assert_has(&msg, &["expected dtype BF16 or F32, found F8_E8M0"]);
 }
@@ -664,15 +868,39 @@ fn wrong_shape_and_missing_tensor() {
     let dir = tmp_with(&[("model.safetensors", &sample())]);
     let ck = Checkpoint::open(dir.path()).unwrap();
     let msg = err_msg(ck.floats("sink", &[4]));
-    assert_has(&msg, &["tensor 'sink'", "model.safetensors", "expected shape [4]", "found [2, 2]"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'sink'",
+            "model.safetensors",
+            "expected shape [4]",
+            "found [2, 2]",
+        ],
+    );
     let msg = err_msg(ck.fp8_weight("a.wq", 128, 256));
-    assert_has(&msg, &["'a.wq.weight'", "expected shape [128, 256]", "found [130, 256]"]);
+    assert_has(
+        &msg,
+        &[
+            "'a.wq.weight'",
+            "expected shape [128, 256]",
+            "found [130, 256]",
+        ],
+    );
     let msg = err_msg(ck.fp4_weight("e.w1", 64, 128));
-    assert_has(&msg, &["'e.w1.weight'", "expected shape [64, 64]", "found [64, 32]"]);
+    assert_has(
+        &msg,
+        &["'e.w1.weight'", "expected shape [64, 64]", "found [64, 32]"],
+    );
     let msg = err_msg(ck.fp4_weight("e.w1", 64, 48));
     assert_has(&msg, &["'e.w1.weight'", "divisible by 32"]);
     let msg = err_msg(ck.tensor("layers.9.nothing"));
-    assert_has(&msg, &["tensor 'layers.9.nothing' is not in the checkpoint", &dir.path().display().to_string()]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'layers.9.nothing' is not in the checkpoint",
+            &dir.path().display().to_string(),
+        ],
+    );
     let msg = err_msg(ck.fp8_weight("nope", 1, 1));
     assert_has(&msg, &["'nope.weight' is not in the checkpoint"]);
     assert!(!ck.contains("nope.weight"));
@@ -682,10 +910,21 @@ fn wrong_shape_and_missing_tensor() {
 fn ints_range_check() {
     let dir = tmp_with(&[(
         "model.safetensors",
-        &[t("big", "I64", &[2], [1i64, 5_000_000_000].iter().flat_map(|x| x.to_le_bytes()).collect())],
+        &[t(
+            "big",
+            "I64",
+            &[2],
+            [1i64, 5_000_000_000]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        )],
     )]);
     let ck = Checkpoint::open(dir.path()).unwrap();
-    assert_has(&err_msg(ck.ints("big", &[2])), &["'big'", "5000000000", "index 1", "i32"]);
+    assert_has(
+        &err_msg(ck.ints("big", &[2])),
+        &["'big'", "5000000000", "index 1", "i32"],
+    );
 }
 
 #[test]
@@ -700,14 +939,32 @@ fn nan_scales() {
             filled("layers.3.attn.wq_a.weight", "F8_E4M3", &[130, 256], 0),
             t("layers.3.attn.wq_a.scale", "F8_E8M0", &[2, 2], fp8_scale),
             filled("layers.0.ffn.experts.1.w2.weight", "U8", &[64, 32], 0),
-            t("layers.0.ffn.experts.1.w2.scale", "F8_E8M0", &[64, 2], fp4_scale),
+            t(
+                "layers.0.ffn.experts.1.w2.scale",
+                "F8_E8M0",
+                &[64, 2],
+                fp4_scale,
+            ),
         ],
     )]);
     let ck = Checkpoint::open(dir.path()).unwrap();
     let msg = err_msg(ck.fp8_weight("layers.3.attn.wq_a", 130, 256));
-    assert_has(&msg, &["tensor 'layers.3.attn.wq_a.scale'", "model.safetensors", "scale byte 0xFF (NaN) at index 3"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'layers.3.attn.wq_a.scale'",
+            "model.safetensors",
+            "scale byte 0xFF (NaN) at index 3",
+        ],
+    );
     let msg = err_msg(ck.fp4_weight("layers.0.ffn.experts.1.w2", 64, 64));
-    assert_has(&msg, &["tensor 'layers.0.ffn.experts.1.w2.scale'", "scale byte 0xFF (NaN) at index 17"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'layers.0.ffn.experts.1.w2.scale'",
+            "scale byte 0xFF (NaN) at index 17",
+        ],
+    );
 }
 
 #[test]
@@ -725,11 +982,33 @@ fn scale_shape_inconsistent_with_weight() {
     )]);
     let ck = Checkpoint::open(dir.path()).unwrap();
     let msg = err_msg(ck.fp8_weight("w8", 256, 256));
-    assert_has(&msg, &["tensor 'w8.scale'", "expected shape [2, 2]", "128x128 block of 'w8.weight' [256, 256]", "found [2, 1]"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'w8.scale'",
+            "expected shape [2, 2]",
+            "128x128 block of 'w8.weight' [256, 256]",
+            "found [2, 1]",
+        ],
+    );
     let msg = err_msg(ck.fp4_weight("w4", 64, 64));
-    assert_has(&msg, &["tensor 'w4.scale'", "expected shape [64, 2]", "per 32 inputs", "found [64, 4]"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'w4.scale'",
+            "expected shape [64, 2]",
+            "per 32 inputs",
+            "found [64, 4]",
+        ],
+    );
     let msg = err_msg(ck.fp4_weight("w4b", 64, 64));
-    assert_has(&msg, &["tensor 'w4b.scale'", "expected dtype F8_E8M0, found F8_E4M3"]);
+    assert_has(
+        &msg,
+        &[
+            "tensor 'w4b.scale'",
+            "expected dtype F8_E8M0, found F8_E4M3",
+        ],
+    );
 }
 
 #[test]

@@ -87,6 +87,13 @@ impl Model {
         let cfg = Config::from_file(dir)?;
         let ck = Checkpoint::open(dir)?;
         let w = Weights::load(&ck, &cfg)?;
+        for name in ck.unused() {
+            // The release may carry copies of the embedding and head under `mtp.`: ignored.
+            let mtp_copy = name.starts_with("mtp.") && (name.contains("emb") || name.ends_with("head.weight"));
+            if !mtp_copy {
+                eprintln!("warning: {}: unknown tensor '{name}' ignored", dir.display());
+            }
+        }
         Ok(Model::new(cfg, w))
     }
 

@@ -1,0 +1,483 @@
+//! A random checkpoint in the released layout (`../shared/spec/checkpoint.md`), for tests of the
+//! loader, the reference model and the engine at toy size without the real weights.
+//!
+//! Everything is deterministic from a seed: each tensor draws from its own splitmix64 stream
+//! seeded by `(seed, tensor name)`, so adding a tensor or a layer leaves the others unchanged.
+//! Scales aim at a numerically sane model: linear weights are `N(0,1)/sqrt(fan_in)` before
+//! quantisation, and FP8 / FP4 weights are quantised the way the real checkpoint is (per block,
+//! a power-of-two e8m0 scale `ceil_pow2(amax / max_code)`, codes rounded to nearest even), so
+//! the codes use the top of their range and NaN codes never appear.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::checkpoint::DType;
+use crate::config::Config;
+use crate::formats::{ceil_pow2, f32_to_e2m1, f32_to_e4m3, E2M1_MAX, E4M3_MAX};
+
+/// One tensor of a checkpoint: name, dtype, shape, little-endian bytes.
+pub struct SynthTensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// splitmix64: tiny, fast, good enough for test weights.
+struct Rng(u64);
+
+impl Rng {
+    /// A stream for one tensor: the seed and the name hashed (FNV-1a) together.
+    fn for_tensor(seed: u64, name: &str) -> Rng {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let mut r = Rng(seed ^ h.rotate_left(17));
+        r.next_u64();
+        r
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in [lo, hi).
+    fn range(&mut self, lo: f64, hi: f64) -> f32 {
+        (lo + (hi - lo) * self.uniform()) as f32
+    }
+
+    /// Standard normal (Box–Muller; one of the pair is dropped for simplicity).
+    fn normal(&mut self) -> f32 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// The e8m0 byte of a power of two `s` (normal f32).
+fn e8m0_code(s: f32) -> u8 {
+    let e = ((s.to_bits() >> 23) & 0xFF) as i32 - 127;
+    (e + 127).clamp(0, 254) as u8
+}
+
+/// Builds the tensor list; every tensor gets its own random stream.
+struct Builder {
+    seed: u64,
+    out: Vec<SynthTensor>,
+}
+
+impl Builder {
+    fn rng(&self, name: &str) -> Rng {
+        Rng::for_tensor(self.seed, name)
+    }
+
+    fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) {
+        debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size_in_bytes(), "{name}");
+        self.out.push(SynthTensor { name, dtype, shape, bytes });
+    }
+
+    /// `mean + std·N(0,1)` values.
+    fn gaussian(&self, name: &str, n: usize, mean: f32, std: f32) -> Vec<f32> {
+        let mut r = self.rng(name);
+        (0..n).map(|_| mean + std * r.normal()).collect()
+    }
+
+    fn bf16(&mut self, name: String, shape: Vec<usize>, values: Vec<f32>) {
+        let bytes = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        self.push(name, DType::BF16, shape, bytes);
+    }
+
+    fn f32(&mut self, name: String, shape: Vec<usize>, values: Vec<f32>) {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push(name, DType::F32, shape, bytes);
+    }
+
+    /// BF16 `N(mean, std)`.
+    fn bf16_normal(&mut self, name: String, shape: Vec<usize>, mean: f32, std: f32) {
+        let v = self.gaussian(&name, shape.iter().product(), mean, std);
+        self.bf16(name, shape, v);
+    }
+
+    /// F32 `N(mean, std)`.
+    fn f32_normal(&mut self, name: String, shape: Vec<usize>, mean: f32, std: f32) {
+        let v = self.gaussian(&name, shape.iter().product(), mean, std);
+        self.f32(name, shape, v);
+    }
+
+    /// A norm weight: BF16 `1 ± 0.1` (uniform).
+    fn norm(&mut self, name: String, n: usize) {
+        let mut r = self.rng(&name);
+        let v = (0..n).map(|_| r.range(0.9, 1.1)).collect();
+        self.bf16(name, vec![n], v);
+    }
+
+    /// A float linear `[out, inp]`: BF16 `N(0,1)/sqrt(inp)`.
+    fn bf16_linear(&mut self, name: String, out: usize, inp: usize) {
+        self.bf16_normal(name, vec![out, inp], 0.0, 1.0 / (inp as f32).sqrt());
+    }
+
+    /// `{p}.weight` F8_E4M3 `[out, inp]` + `{p}.scale` F8_E8M0 `[ceil(out/128), ceil(inp/128)]`,
+    /// quantising `N(0,1)/sqrt(inp)` per 128x128 block.
+    fn fp8(&mut self, p: &str, out: usize, inp: usize) {
+        let wname = format!("{p}.weight");
+        let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
+        let (bo, bi) = (out.div_ceil(128), inp.div_ceil(128));
+        let mut codes = vec![0u8; out * inp];
+        let mut scales = vec![0u8; bo * bi];
+        for br in 0..bo {
+            for bc in 0..bi {
+                let (rows, cols) = (br * 128..((br + 1) * 128).min(out), bc * 128..((bc + 1) * 128).min(inp));
+                let amax = rows
+                    .clone()
+                    .flat_map(|r| w[r * inp + cols.start..r * inp + cols.end].iter())
+                    .fold(1e-30f32, |m, v| m.max(v.abs()));
+                let s = ceil_pow2(amax / E4M3_MAX);
+                scales[br * bi + bc] = e8m0_code(s);
+                for r in rows {
+                    for c in cols.clone() {
+                        codes[r * inp + c] = f32_to_e4m3(w[r * inp + c] / s);
+                    }
+                }
+            }
+        }
+        self.push(wname, DType::F8E4M3, vec![out, inp], codes);
+        self.push(format!("{p}.scale"), DType::F8E8M0, vec![bo, bi], scales);
+    }
+
+    /// `{p}.weight` I8 `[out, inp/2]` (low nibble = even input) + `{p}.scale` F8_E8M0
+    /// `[out, inp/32]`, quantising `N(0,1)/sqrt(inp)` per 32 inputs of a row.
+    fn fp4(&mut self, p: &str, out: usize, inp: usize) {
+        assert!(inp % 32 == 0, "{p}: an FP4 weight needs an input size divisible by 32, got {inp}");
+        let wname = format!("{p}.weight");
+        let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
+        let mut packed = vec![0u8; out * inp / 2];
+        let mut scales = vec![0u8; out * inp / 32];
+        for (b, blk) in w.chunks(32).enumerate() {
+            let amax = blk.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
+            let s = ceil_pow2(amax / E2M1_MAX);
+            scales[b] = e8m0_code(s);
+            for (i, pair) in blk.chunks(2).enumerate() {
+                let (lo, hi) = (f32_to_e2m1(pair[0] / s), f32_to_e2m1(pair[1] / s));
+                packed[b * 16 + i] = lo | (hi << 4);
+            }
+        }
+        self.push(wname, DType::I8, vec![out, inp / 2], packed);
+        self.push(format!("{p}.scale"), DType::F8E8M0, vec![out, inp / 32], scales);
+    }
+
+    /// `{p}_fn` `[rows, nc·dim]` ≈ `N(0,1)·0.1/sqrt(nc·dim)`, `{p}_base` `[rows]` ≈ `N(0, 0.5)`,
+    /// `{p}_scale` `[nscale]` ≈ `1 ± 0.2`, all F32.
+    fn hc(&mut self, p: &str, cfg: &Config, rows: usize, nscale: usize) {
+        let k = cfg.hc_mult * cfg.dim;
+        self.f32_normal(format!("{p}_fn"), vec![rows, k], 0.0, 0.1 / (k as f32).sqrt());
+        self.f32_normal(format!("{p}_base"), vec![rows], 0.0, 0.5);
+        let name = format!("{p}_scale");
+        let mut r = self.rng(&name);
+        let v = (0..nscale).map(|_| r.range(0.8, 1.2)).collect();
+        self.f32(name, vec![nscale], v);
+    }
+
+    /// A compressor at `p` with head size `hd`.
+    fn compressor(&mut self, p: &str, cfg: &Config, ratio: usize, hd: usize) {
+        let w = if ratio == 4 { 2 * hd } else { hd };
+        self.bf16_linear(format!("{p}.wkv.weight"), w, cfg.dim);
+        self.bf16_linear(format!("{p}.wgate.weight"), w, cfg.dim);
+        self.f32_normal(format!("{p}.ape"), vec![ratio, w], 0.0, 0.5);
+        self.norm(format!("{p}.norm.weight"), hd);
+    }
+
+    /// A block at `p` (`layers.L` or `mtp.i`); `index` selects its compress ratio and routing.
+    fn block(&mut self, p: &str, cfg: &Config, index: usize) {
+        let (d, hd, nc) = (cfg.dim, cfg.head_dim, cfg.hc_mult);
+        let ratio = cfg.compress_ratios[index];
+        self.norm(format!("{p}.attn_norm.weight"), d);
+        self.norm(format!("{p}.ffn_norm.weight"), d);
+        self.hc(&format!("{p}.hc_attn"), cfg, (2 + nc) * nc, 3);
+        self.hc(&format!("{p}.hc_ffn"), cfg, (2 + nc) * nc, 3);
+
+        let a = format!("{p}.attn");
+        self.f32_normal(format!("{a}.attn_sink"), vec![cfg.n_heads], 0.0, 1.0);
+        self.fp8(&format!("{a}.wq_a"), cfg.q_lora_rank, d);
+        self.norm(format!("{a}.q_norm.weight"), cfg.q_lora_rank);
+        self.fp8(&format!("{a}.wq_b"), cfg.n_heads * hd, cfg.q_lora_rank);
+        self.fp8(&format!("{a}.wkv"), hd, d);
+        self.norm(format!("{a}.kv_norm.weight"), hd);
+        self.fp8(&format!("{a}.wo_a"), cfg.o_groups * cfg.o_lora_rank, cfg.n_heads * hd / cfg.o_groups);
+        self.fp8(&format!("{a}.wo_b"), d, cfg.o_groups * cfg.o_lora_rank);
+        if ratio > 0 {
+            self.compressor(&format!("{a}.compressor"), cfg, ratio, hd);
+        }
+        if ratio == 4 {
+            let i = format!("{a}.indexer");
+            self.fp8(&format!("{i}.wq_b"), cfg.index_n_heads * cfg.index_head_dim, cfg.q_lora_rank);
+            self.bf16_linear(format!("{i}.weights_proj.weight"), cfg.index_n_heads, d);
+            self.compressor(&format!("{i}.compressor"), cfg, ratio, cfg.index_head_dim);
+        }
+
+        let f = format!("{p}.ffn");
+        let (ne, k, inter) = (cfg.n_routed_experts, cfg.n_activated_experts, cfg.moe_inter_dim);
+        self.bf16_linear(format!("{f}.gate.weight"), ne, d);
+        if index < cfg.n_hash_layers {
+            // Each token's k experts: distinct, drawn by a partial Fisher–Yates shuffle.
+            let name = format!("{f}.gate.tid2eid");
+            let mut r = self.rng(&name);
+            let mut ids = Vec::with_capacity(cfg.vocab_size * k);
+            for _ in 0..cfg.vocab_size {
+                let mut perm: Vec<i32> = (0..ne as i32).collect();
+                for j in 0..k {
+                    let pick = j + r.below(ne - j);
+                    perm.swap(j, pick);
+                }
+                ids.extend_from_slice(&perm[..k]);
+            }
+            let bytes = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.push(name, DType::I32, vec![cfg.vocab_size, k], bytes);
+        } else {
+            self.f32_normal(format!("{f}.gate.bias"), vec![ne], 0.0, 0.1);
+        }
+        for e in 0..ne {
+            self.fp4(&format!("{f}.experts.{e}.w1"), inter, d);
+            self.fp4(&format!("{f}.experts.{e}.w2"), d, inter);
+            self.fp4(&format!("{f}.experts.{e}.w3"), inter, d);
+        }
+        if cfg.n_shared_experts > 0 {
+            // The official code builds one shared MLP of n_shared_experts · moe_inter_dim.
+            let si = cfg.n_shared_experts * inter;
+            self.fp8(&format!("{f}.shared_experts.w1"), si, d);
+            self.fp8(&format!("{f}.shared_experts.w2"), d, si);
+            self.fp8(&format!("{f}.shared_experts.w3"), si, d);
+        }
+    }
+}
+
+/// Every tensor a model with `cfg` needs, in the released layout (`spec/checkpoint.md`): embed,
+/// head, norm, hc_head_*, the `layers.L.*` blocks (compressor when the ratio is > 0, indexer when
+/// it is 4, hash routing for the first `n_hash_layers` layers, FP4 routed experts, FP8 shared
+/// expert) and the `mtp.i.*` blocks with their `e_proj`, `h_proj`, norms and `hc_head_*`.
+/// Deterministic from `seed`.
+pub fn random_tensors(cfg: &Config, seed: u64) -> Vec<SynthTensor> {
+    let (d, v, nc) = (cfg.dim, cfg.vocab_size, cfg.hc_mult);
+    let mut b = Builder { seed, out: Vec::new() };
+    b.bf16_normal("embed.weight".into(), vec![v, d], 0.0, 1.0);
+    b.bf16_linear("head.weight".into(), v, d);
+    b.norm("norm.weight".into(), d);
+    b.hc("hc_head", cfg, nc, 1);
+    for l in 0..cfg.n_layers {
+        b.block(&format!("layers.{l}"), cfg, l);
+    }
+    for i in 0..cfg.n_mtp_layers {
+        let p = format!("mtp.{i}");
+        b.block(&p, cfg, cfg.n_layers + i);
+        b.fp8(&format!("{p}.e_proj"), d, d);
+        b.fp8(&format!("{p}.h_proj"), d, d);
+        b.norm(format!("{p}.enorm.weight"), d);
+        b.norm(format!("{p}.hnorm.weight"), d);
+        b.norm(format!("{p}.norm.weight"), d);
+        b.hc(&format!("{p}.hc_head"), cfg, nc, 1);
+    }
+    b.out
+}
+
+/// The bytes of a safetensors file holding `tensors` (in that order, contiguous): 8-byte
+/// little-endian header length, the JSON header `{name: {dtype, shape, data_offsets}}` padded
+/// with spaces to a multiple of 8, then the data.
+pub fn safetensors_bytes(tensors: &[SynthTensor]) -> Vec<u8> {
+    let mut header = Map::new();
+    let mut offset = 0usize;
+    for t in tensors {
+        let end = offset + t.bytes.len();
+        let mut e = Map::new();
+        e.insert("dtype".into(), Value::from(t.dtype.name()));
+        e.insert("shape".into(), Value::from(t.shape.clone()));
+        e.insert("data_offsets".into(), Value::from(vec![offset, end]));
+        header.insert(t.name.clone(), Value::Object(e));
+        offset = end;
+    }
+    let mut h = serde_json::to_string(&Value::Object(header)).expect("a JSON map serialises").into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for t in tensors {
+        out.extend_from_slice(&t.bytes);
+    }
+    out
+}
+
+/// Write `config.json` (`cfg.to_json()`) and `model.safetensors` (`random_tensors(cfg, seed)`)
+/// into `dir`, created if missing.
+pub fn write_checkpoint(dir: &Path, cfg: &Config, seed: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("config.json"), cfg.to_json())?;
+    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&random_tensors(cfg, seed)))
+}
+
+/// A small config with every feature: window-only layers (ratio 0), ratio-4 layers (overlapping
+/// compressor + indexer), a ratio-8 layer, two hash-routed layers, one MTP block. Dims are tiny
+/// (dim 64, 2 heads of 64 with 16 RoPE dims, 4 experts of 64 with 2 active, vocab 64) but keep
+/// the constraints: dim and moe_inter_dim multiples of 32 (FP4 blocks), index_head_dim a power of
+/// two (Hadamard), YaRN active (original_seq_len 64 < max_seq_len 512).
+pub fn small_config() -> Config {
+    // Start from the real config so a field added later keeps a sensible value.
+    let mut c = Config::flash();
+    c.vocab_size = 64;
+    c.dim = 64;
+    c.n_layers = 4;
+    c.n_heads = 2;
+    c.head_dim = 64;
+    c.rope_head_dim = 16;
+    c.q_lora_rank = 32;
+    c.o_lora_rank = 32;
+    c.o_groups = 2;
+    c.window_size = 8;
+    c.n_routed_experts = 4;
+    c.n_activated_experts = 2;
+    c.n_shared_experts = 1;
+    c.moe_inter_dim = 64;
+    c.n_hash_layers = 2;
+    c.n_mtp_layers = 1;
+    c.route_scale = 1.5;
+    c.swiglu_limit = 10.0;
+    c.index_n_heads = 2;
+    c.index_head_dim = 32;
+    c.index_topk = 2;
+    c.hc_mult = 4;
+    c.hc_sinkhorn_iters = 20;
+    c.hc_eps = 1e-6;
+    c.norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.compress_rope_theta = 160000.0;
+    c.rope_factor = 4.0;
+    c.original_seq_len = 64;
+    c.beta_fast = 32.0;
+    c.beta_slow = 1.0;
+    // layers: window only, 4 (hash), 8, 4; the MTP block window only (as in Flash).
+    c.compress_ratios = vec![0, 4, 8, 4, 0];
+    c.max_seq_len = 512;
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Checkpoint;
+    use crate::formats::{e2m1_to_f32, e4m3_to_f32, e8m0_to_f32};
+    use crate::model::weights::Weights;
+    use crate::model::{Logits, Model};
+    use crate::quant::ActQuant;
+
+    #[test]
+    fn small_config_is_valid_and_round_trips() {
+        let cfg = small_config();
+        cfg.validate().expect("small_config validates");
+        assert_eq!(Config::from_json_str(&cfg.to_json()).expect("to_json parses"), cfg);
+        let ratios = &cfg.compress_ratios;
+        assert!(ratios.contains(&0) && ratios.contains(&4) && ratios.iter().any(|&r| r > 4));
+        assert!(cfg.n_hash_layers > 0 && cfg.n_mtp_layers > 0);
+    }
+
+    #[test]
+    fn deterministic_and_seed_dependent() {
+        let cfg = small_config();
+        let (a, b, c) = (random_tensors(&cfg, 7), random_tensors(&cfg, 7), random_tensors(&cfg, 8));
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.name == y.name && x.bytes == y.bytes));
+        let differ = a.iter().zip(&c).filter(|(x, y)| x.bytes != y.bytes).count();
+        assert!(differ > a.len() / 2, "seed 8 changed only {differ} of {} tensors", a.len());
+    }
+
+    #[test]
+    fn codes_and_scales_are_sane() {
+        let cfg = small_config();
+        let ts = random_tensors(&cfg, 1);
+        let find = |n: &str| ts.iter().find(|t| t.name == n).unwrap_or_else(|| panic!("{n} missing"));
+        for t in &ts {
+            match t.dtype {
+                DType::F8E4M3 => assert!(t.bytes.iter().all(|&b| b & 0x7F != 0x7F), "{}: NaN e4m3 code", t.name),
+                DType::F8E8M0 => assert!(t.bytes.iter().all(|&b| b != 0xFF), "{}: NaN e8m0 code", t.name),
+                _ => {}
+            }
+        }
+        // Dequantised weights ≈ N(0, 1/fan_in), and the codes reach the top of their range.
+        let check = |p: &str, fan_in: usize, fp4: bool| {
+            let (w, s) = (find(&format!("{p}.weight")), find(&format!("{p}.scale")));
+            let (out, inp) = (w.shape[0], if fp4 { w.shape[1] * 2 } else { w.shape[1] });
+            let codes: Vec<f32> = if fp4 {
+                w.bytes.iter().flat_map(|&b| [e2m1_to_f32(b & 0xF), e2m1_to_f32(b >> 4)]).collect()
+            } else {
+                w.bytes.iter().map(|&b| e4m3_to_f32(b)).collect()
+            };
+            let scale = |r: usize, c: usize| {
+                let i = if fp4 { r * (inp / 32) + c / 32 } else { (r / 128) * s.shape[1] + c / 128 };
+                e8m0_to_f32(s.bytes[i])
+            };
+            let var = (0..out * inp).map(|i| (codes[i] * scale(i / inp, i % inp)).powi(2) as f64).sum::<f64>() / (out * inp) as f64;
+            let want = 1.0 / fan_in as f64;
+            assert!((var / want - 1.0).abs() < 0.25, "{p}: variance {var:.4e}, expected about {want:.4e}");
+            let top = codes.iter().fold(0f32, |m, c| m.max(c.abs()));
+            assert!(top > if fp4 { 3.0 } else { 224.0 }, "{p}: largest code {top}");
+        };
+        check("layers.0.attn.wq_a", cfg.dim, false);
+        check("layers.2.ffn.shared_experts.w2", cfg.moe_inter_dim, false);
+        check("layers.1.ffn.experts.3.w1", cfg.dim, true);
+        check("mtp.0.ffn.experts.0.w2", cfg.moe_inter_dim, true);
+        // Hash routing: distinct valid experts per token.
+        let t = find("layers.0.ffn.gate.tid2eid");
+        let ids: Vec<i32> = t.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        for row in ids.chunks(cfg.n_activated_experts) {
+            assert!(row.iter().all(|&e| e >= 0 && (e as usize) < cfg.n_routed_experts), "{row:?}");
+            assert!(row.iter().enumerate().all(|(i, e)| !row[..i].contains(e)), "repeated expert {row:?}");
+        }
+        assert!(ts.iter().all(|t| !t.name.starts_with("layers.3.ffn.gate.tid2eid")));
+        assert!(ts.iter().any(|t| t.name == "layers.2.attn.compressor.ape" && t.shape == [8, cfg.head_dim]));
+        assert!(ts.iter().any(|t| t.name == "layers.3.attn.indexer.compressor.ape" && t.shape == [4, 2 * cfg.index_head_dim]));
+        assert!(ts.iter().all(|t| !t.name.starts_with("layers.2.attn.indexer")));
+    }
+
+    #[test]
+    fn written_checkpoint_loads_completely() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = small_config();
+        write_checkpoint(dir.path(), &cfg, 42).expect("write_checkpoint");
+        let read = Config::from_file(dir.path()).expect("config.json parses");
+        assert_eq!(read, cfg);
+        let ck = Checkpoint::open(dir.path()).expect("Checkpoint::open");
+        let w = Weights::load(&ck, &cfg).expect("Weights::load");
+        let unused = ck.unused();
+        assert!(unused.is_empty(), "tensors the loader never asked for: {unused:?}");
+        assert_eq!(w.layers.len(), cfg.n_layers);
+        assert_eq!(w.mtp.len(), cfg.n_mtp_layers);
+
+        // Numerically sane: a forward pass over more than the window gives finite, moderate
+        // logits that depend on the input.
+        let model = Model::new(cfg.clone(), w);
+        let tokens: Vec<u32> = (0..24u32).map(|i| (i * 7 + 3) % cfg.vocab_size as u32).collect();
+        let mut st = model.new_state();
+        let out = model.forward(&tokens, &mut st, ActQuant::On, Logits::All, None).expect("forward");
+        assert_eq!(out.logits.len(), tokens.len() * cfg.vocab_size);
+        assert!(out.logits.iter().all(|v| v.is_finite()), "non-finite logits");
+        assert!(out.hidden.iter().all(|v| v.is_finite()), "non-finite hidden state");
+        let rms = (out.logits.iter().map(|v| (v * v) as f64).sum::<f64>() / out.logits.len() as f64).sqrt();
+        assert!(rms > 0.05 && rms < 50.0, "logit rms {rms}");
+        let rows: Vec<&[f32]> = out.logits.chunks(cfg.vocab_size).collect();
+        assert!(rows.windows(2).any(|w| w[0] != w[1]), "every position gives the same logits");
+    }
+}
