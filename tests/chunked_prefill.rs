@@ -58,3 +58,41 @@ proptest! {
         prop_assert!(e < 1e-4, "chunks {chunks:?}: max row relative error {e:e}");
     }
 }
+
+/// A random model shape: window, compress ratios (0, 4 with the indexer, others), index top-k,
+/// heads, hash layers.
+fn random_model(seed: u64, window: usize, ratios: &[usize], topk: usize, heads: usize) -> Model {
+    let mut cfg = dsv4_reference::synthetic::small_config();
+    cfg.window_size = window;
+    cfg.n_layers = ratios.len();
+    cfg.compress_ratios = ratios.iter().copied().chain([0]).collect();
+    cfg.n_hash_layers = cfg.n_hash_layers.min(cfg.n_layers);
+    cfg.index_topk = topk;
+    cfg.n_heads = heads;
+    let dir = tempfile::tempdir().unwrap();
+    dsv4_reference::synthetic::write_checkpoint(dir.path(), &cfg, seed).unwrap();
+    Model::load(dir.path()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_shapes_prefill_then_decode_equals_one_prefill(
+        seed in any::<u64>(),
+        window in prop::sample::select(vec![2usize, 4, 8, 16]),
+        ratios in prop::collection::vec(prop::sample::select(vec![0usize, 4, 4, 2, 8, 16]), 1..4),
+        topk in 1usize..6,
+        heads in prop::sample::select(vec![2usize, 4]),
+        n in 2usize..48,
+        kfrac in 0.0f64..1.0,
+    ) {
+        let model = random_model(seed, window, &ratios, topk, heads);
+        let k = 1 + ((n - 1) as f64 * kfrac) as usize;
+        let tokens: Vec<u32> = (0..n).map(|i| ((seed >> (i % 40)) as u32 ^ (i as u32).wrapping_mul(2654435761)) % 64).collect();
+        let mut chunks = vec![k];
+        chunks.extend(std::iter::repeat_n(1, n - k));
+        let e = max_row_rel_err(&chunked(&model, &tokens, &chunks), &one_shot(&model, &tokens), 64);
+        prop_assert!(e < 1e-4, "window {window} ratios {ratios:?} topk {topk}: N={n} K={k}: {e:e}");
+    }
+}

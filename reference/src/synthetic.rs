@@ -163,7 +163,7 @@ impl Builder {
     /// `{p}.weight` I8 `[out, inp/2]` (low nibble = even input) + `{p}.scale` F8_E8M0
     /// `[out, inp/32]`, quantising `N(0,1)/sqrt(inp)` per 32 inputs of a row.
     fn fp4(&mut self, p: &str, out: usize, inp: usize) {
-        assert!(inp % 32 == 0, "{p}: an FP4 weight needs an input size divisible by 32, got {inp}");
+        assert!(inp.is_multiple_of(32), "{p}: an FP4 weight needs an input size divisible by 32, got {inp}");
         let wname = format!("{p}.weight");
         let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
         let mut packed = vec![0u8; out * inp / 2];
@@ -310,7 +310,7 @@ pub fn safetensors_bytes(tensors: &[SynthTensor]) -> Vec<u8> {
         offset = end;
     }
     let mut h = serde_json::to_string(&Value::Object(header)).expect("a JSON map serialises").into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);
@@ -459,6 +459,10 @@ mod tests {
         write_checkpoint(dir.path(), &cfg, 42).expect("write_checkpoint");
         let read = Config::from_file(dir.path()).expect("config.json parses");
         assert_eq!(read, cfg);
+        // The file is also valid for the safetensors crate (the engine's other readers).
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).expect("read back");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors accepts the file");
+        assert_eq!(st.len(), random_tensors(&cfg, 42).len());
         let ck = Checkpoint::open(dir.path()).expect("Checkpoint::open");
         let w = Weights::load(&ck, &cfg).expect("Weights::load");
         let unused = ck.unused();
@@ -476,8 +480,18 @@ mod tests {
         assert!(out.logits.iter().all(|v| v.is_finite()), "non-finite logits");
         assert!(out.hidden.iter().all(|v| v.is_finite()), "non-finite hidden state");
         let rms = (out.logits.iter().map(|v| (v * v) as f64).sum::<f64>() / out.logits.len() as f64).sqrt();
+        let hrms = (out.hidden.iter().map(|v| (v * v) as f64).sum::<f64>() / out.hidden.len() as f64).sqrt();
+        println!("logit rms {rms:.3}, final hidden rms {hrms:.3}");
         assert!(rms > 0.05 && rms < 50.0, "logit rms {rms}");
+        assert!(hrms > 0.1 && hrms < 100.0, "final hidden rms {hrms}");
         let rows: Vec<&[f32]> = out.logits.chunks(cfg.vocab_size).collect();
         assert!(rows.windows(2).any(|w| w[0] != w[1]), "every position gives the same logits");
+        // The MTP block runs on the final streams and the following tokens.
+        let t = tokens.len() - 1;
+        let hidden = &out.hidden[..t * cfg.hc_mult * cfg.dim];
+        let mut mst = model.new_mtp_state();
+        let m = model.mtp(0, hidden, &tokens[1..], &mut mst, ActQuant::On, Logits::All).expect("mtp");
+        assert_eq!(m.logits.len(), t * cfg.vocab_size);
+        assert!(m.logits.iter().all(|v| v.is_finite()), "non-finite MTP logits");
     }
 }

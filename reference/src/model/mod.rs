@@ -170,14 +170,14 @@ impl Model {
         Ok(Output { hidden: x, logits })
     }
 
-    fn embed(&self, token: u32) -> Vec<f32> {
+    pub fn embed(&self, token: u32) -> Vec<f32> {
         let mut e = vec![0.0; self.cfg.dim];
         self.w.embed.row(token as usize, &mut e);
         e
     }
 
     /// hc_head, the final norm and the head (f32) for the requested rows.
-    fn head_logits(&self, x: &[f32], hc: &crate::ops::mhc::HcParams, norm: &[f32], which: Logits) -> Vec<f32> {
+    pub fn head_logits(&self, x: &[f32], hc: &crate::ops::mhc::HcParams, norm: &[f32], which: Logits) -> Vec<f32> {
         let row = self.cfg.hc_mult * self.cfg.dim;
         let t = x.len() / row;
         let rows = match which {
@@ -218,37 +218,65 @@ impl Model {
         }
     }
 
-    /// Attention for the T tokens `x` (`[T, d]`, normalised) at positions `pos0..`.
+    /// Attention for the T tokens `x` (`[T, d]`, normalised) at positions `pos0..`: the pieces
+    /// below, in order.
     fn attention(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<f32> {
-        let cfg = &self.cfg;
-        let (d, h, hd, rd, win, eps) = (cfg.dim, cfg.n_heads, cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.norm_eps);
-        let t_len = x.len() / d;
-        let rope = if ratio == 0 { &self.rope_plain } else { &self.rope_compress };
+        let (q, qr) = self.attn_queries(a, ratio, x, pos0, aq);
+        let kv = self.attn_window_kv(a, ratio, x, pos0, aq);
+        self.attn_compress(a, ratio, x, pos0, ls, aq);
+        let selected = self.attn_select(a, ratio, x, &qr, pos0, ls, aq);
+        let o = self.attn_core(a, ratio, &q, &kv, &selected, pos0, ls);
+        self.attn_output(a, &o, aq)
+    }
 
-        // Queries: low-rank, normalised per head, RoPE on the last rd dims.
+    fn rope_for(&self, ratio: usize) -> &Rope {
+        if ratio == 0 {
+            &self.rope_plain
+        } else {
+            &self.rope_compress
+        }
+    }
+
+    /// Queries `[T, H·hd]` (low-rank, normalised per head, RoPE on the last rd dims) and the
+    /// low-rank `qr` `[T, q_lora]` the indexer shares.
+    pub fn attn_queries(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> (Vec<f32>, Vec<f32>) {
+        let cfg = &self.cfg;
+        let (h, hd, eps) = (cfg.n_heads, cfg.head_dim, cfg.norm_eps);
         let mut qr = a.wq_a.forward(x, aq);
         rms_norm_inplace(&mut qr, &a.q_norm, eps);
         let mut q = a.wq_b.forward(&qr, aq);
         rms_norm_unweighted_inplace(&mut q, hd, eps);
         for (t, qt) in q.chunks_mut(h * hd).enumerate() {
-            rope.apply(qt, hd, pos0 + t, false);
+            self.rope_for(ratio).apply(qt, hd, pos0 + t, false);
         }
+        (q, qr)
+    }
 
-        // This chunk's window KV: one shared head, FP8-simulated on the non-RoPE dims.
+    /// The chunk's window KV `[T, hd]`: one shared head, RMSNorm, RoPE, FP8-simulated on the
+    /// non-RoPE dims.
+    pub fn attn_window_kv(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
         let mut kv = a.wkv.forward(x, aq);
-        rms_norm_inplace(&mut kv, &a.kv_norm, eps);
+        rms_norm_inplace(&mut kv, &a.kv_norm, cfg.norm_eps);
         for (t, kt) in kv.chunks_mut(hd).enumerate() {
-            rope.apply(kt, hd, pos0 + t, false);
+            self.rope_for(ratio).apply(kt, hd, pos0 + t, false);
             if aq.is_on() {
                 act_quant_fp8_inplace(&mut kt[..hd - rd], KV_FP8_BLOCK);
             }
         }
+        kv
+    }
 
-        // Compressed entries completed by this chunk.
+    /// Feed the chunk to the compressor; append the entries it completes (RMSNorm, RoPE at
+    /// the block's first position, FP8 simulation) to the layer state.
+    pub fn attn_compress(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) {
+        let cfg = &self.cfg;
+        let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
         if let Some(c) = &a.compressor {
             for (b, mut e) in c.feed(x, pos0, &mut ls.compressor) {
-                rms_norm_inplace(&mut e, &c.norm, eps);
-                rope.apply(&mut e, hd, b * ratio, false);
+                rms_norm_inplace(&mut e, &c.norm, cfg.norm_eps);
+                self.rope_for(ratio).apply(&mut e, hd, b * ratio, false);
                 if aq.is_on() {
                     act_quant_fp8_inplace(&mut e[..hd - rd], KV_FP8_BLOCK);
                 }
@@ -256,17 +284,30 @@ impl Model {
                 ls.comp.extend_from_slice(&e);
             }
         }
+    }
 
-        // Which compressed entries each token reads: the indexer's top-k (ratio 4) or all
-        // complete ones (t < (p+1)/ratio).
-        let selected: Vec<Vec<usize>> = match (&a.indexer, ratio) {
+    /// Which compressed entries each token reads: the indexer's top-k (ratio 4) or all
+    /// complete ones (t < (p+1)/ratio).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_select(&self, a: &Attention, ratio: usize, x: &[f32], qr: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
+        let t_len = x.len() / self.cfg.dim;
+        match (&a.indexer, ratio) {
             (_, 0) => vec![Vec::new(); t_len],
-            (Some(ix), _) => self.indexer(ix, ratio, x, &qr, pos0, ls, aq),
+            (Some(ix), _) => self.indexer(ix, ratio, x, qr, pos0, ls, aq),
             (None, _) => (0..t_len).map(|t| (0..(pos0 + t + 1) / ratio).collect()).collect(),
-        };
+        }
+    }
 
+    /// Sparse attention of the chunk's queries over the window (ring + chunk) and the selected
+    /// compressed entries, then inverse RoPE; the ring keeps the chunk's last `window` KV rows.
+    /// Returns `[T, H·hd]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_core(&self, a: &Attention, ratio: usize, q: &[f32], kv: &[f32], selected: &[Vec<usize>], pos0: usize, ls: &mut LayerState) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (h, hd, win) = (cfg.n_heads, cfg.head_dim, cfg.window_size);
+        let t_len = kv.len() / hd;
         // KV rows: the ring (positions before the chunk), the chunk, the compressed entries.
-        let kv_all = [&ls.window[..], &kv[..], &ls.comp[..]].concat();
+        let kv_all = [&ls.window[..], kv, &ls.comp[..]].concat();
         let width = win + selected.iter().map(Vec::len).max().unwrap_or(0);
         let mut idx = vec![-1i32; t_len * width];
         for (t, slots) in idx.chunks_mut(width).enumerate() {
@@ -279,19 +320,22 @@ impl Model {
             }
         }
         let scale = (hd as f64).powf(-0.5) as f32;
-        let mut o = sparse_attn(&q, &kv_all, &idx, &a.attn_sink, scale, hd);
+        let mut o = sparse_attn(q, &kv_all, &idx, &a.attn_sink, scale, hd);
         for (t, ot) in o.chunks_mut(h * hd).enumerate() {
-            rope.apply(ot, hd, pos0 + t, true);
+            self.rope_for(ratio).apply(ot, hd, pos0 + t, true);
         }
-
-        // The ring keeps the last `win` positions.
         for t in t_len.saturating_sub(win)..t_len {
             let slot = (pos0 + t) % win;
             ls.window[slot * hd..(slot + 1) * hd].copy_from_slice(&kv[t * hd..(t + 1) * hd]);
         }
+        o
+    }
 
-        // Grouped low-rank output: z_g = wo_a_g · o_g (no activation quantisation), out = wo_b · z.
-        let (g, r) = (cfg.o_groups, cfg.o_lora_rank);
+    /// Grouped low-rank output: `z_g = wo_a_g · o_g` (no activation quantisation), `wo_b · z`.
+    pub fn attn_output(&self, a: &Attention, o: &[f32], aq: ActQuant) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (h, hd, g, r) = (cfg.n_heads, cfg.head_dim, cfg.o_groups, cfg.o_lora_rank);
+        let t_len = o.len() / (h * hd);
         let gi = h * hd / g;
         let mut z = vec![0.0; t_len * g * r];
         for grp in 0..g {
@@ -350,8 +394,15 @@ impl Model {
 
     /// Routed experts + shared expert for the T tokens `x`; returns the output and the routes.
     fn moe(&self, m: &Moe, x: &[f32], tokens: &[u32], aq: ActQuant) -> (Vec<f32>, Vec<usize>) {
+        let (routes, weights) = self.moe_route(m, x, tokens);
+        (self.moe_experts(m, x, &routes, &weights, aq), routes)
+    }
+
+    /// Routing of each token: `[T, k]` experts (hash table or biased top-k of
+    /// `sqrt(softplus(gate·x))`) and their weights.
+    pub fn moe_route(&self, m: &Moe, x: &[f32], tokens: &[u32]) -> (Vec<usize>, Vec<f32>) {
         let cfg = &self.cfg;
-        let (d, k, ne) = (cfg.dim, cfg.n_activated_experts, cfg.n_routed_experts);
+        let (k, ne) = (cfg.n_activated_experts, cfg.n_routed_experts);
         let logits = m.gate.forward(x, ActQuant::Off);
         let mut routes = Vec::with_capacity(tokens.len() * k);
         let mut weights = Vec::with_capacity(tokens.len() * k);
@@ -367,6 +418,14 @@ impl Model {
             routes.extend(experts);
             weights.extend(w);
         }
+        (routes, weights)
+    }
+
+    /// Σ over each token's routed experts (SwiGLU with the clamp, times the routing weight)
+    /// plus the shared expert.
+    pub fn moe_experts(&self, m: &Moe, x: &[f32], routes: &[usize], weights: &[f32], aq: ActQuant) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (d, k) = (cfg.dim, cfg.n_activated_experts);
         let mut y = vec![0.0; x.len()];
         let limit = (cfg.swiglu_limit > 0.0).then_some(cfg.swiglu_limit);
         for (e, expert) in m.experts.iter().enumerate() {
@@ -383,6 +442,6 @@ impl Model {
         }
         let shared = expert_ffn(x, &m.shared, None, None, aq);
         y.iter_mut().zip(&shared).for_each(|(a, b)| *a += b);
-        (y, routes)
+        y
     }
 }
