@@ -1,0 +1,213 @@
+//! The CPU backend built on `dsv4-reference`: each op is the reference op, run per sequence
+//! chunk where it reads or writes sequence state.
+
+use dsv4_reference::model::LayerState;
+use dsv4_reference::ops::mhc::{hc_post, hc_pre, HcMix};
+use dsv4_reference::ops::norm::rms_norm_inplace;
+use dsv4_reference::{ActQuant, Config, Logits, Model, SequenceState};
+
+use super::{Backend, Chunk, Layer, Slot, Sublayer};
+
+/// Row-major `[rows, cols]` f32 activations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuAct {
+    pub data: Vec<f32>,
+    pub cols: usize,
+}
+
+impl CpuAct {
+    fn rows(&self, r: std::ops::Range<usize>) -> &[f32] {
+        &self.data[r.start * self.cols..r.end * self.cols]
+    }
+}
+
+fn layer_state(states: &mut [Option<SequenceState>], slot: Slot, layer: Layer) -> &mut LayerState {
+    let st = states.get_mut(slot).and_then(Option::as_mut).unwrap_or_else(|| panic!("state slot {slot} is not allocated"));
+    &mut st.layers[layer.0]
+}
+
+pub struct CpuBackend {
+    model: Model,
+    states: Vec<Option<SequenceState>>,
+}
+
+impl CpuBackend {
+    pub fn new(model: Model) -> CpuBackend {
+        CpuBackend { model, states: Vec::new() }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Apply `f` to each chunk's rows of `x`, concatenating the outputs (of `cols` columns).
+    fn per_chunk(&self, x: &CpuAct, chunks: &[Chunk], cols: usize, mut f: impl FnMut(&[f32], &Chunk) -> Vec<f32>) -> CpuAct {
+        let mut data = Vec::with_capacity(x.data.len() / x.cols.max(1) * cols);
+        for c in chunks {
+            data.extend(f(x.rows(c.rows.clone()), c));
+        }
+        CpuAct { data, cols }
+    }
+}
+
+impl Backend for CpuBackend {
+    type Act = CpuAct;
+    type Selection = Vec<Vec<usize>>;
+    type Routes = (Vec<usize>, Vec<f32>);
+    type Snapshot = SequenceState;
+
+    fn config(&self) -> &Config {
+        &self.model.cfg
+    }
+
+    fn name(&self) -> String {
+        format!("cpu (reference, {} threads)", rayon::current_num_threads())
+    }
+
+    fn download(&self, x: &CpuAct) -> Vec<f32> {
+        x.data.clone()
+    }
+
+    fn state_reset(&mut self, slot: Slot) {
+        if self.states.len() <= slot {
+            self.states.resize_with(slot + 1, || None);
+        }
+        self.states[slot] = Some(self.model.new_state());
+    }
+
+    fn state_release(&mut self, slot: Slot) {
+        if let Some(s) = self.states.get_mut(slot) {
+            *s = None;
+        }
+    }
+
+    fn state_snapshot(&self, slot: Slot) -> SequenceState {
+        self.states[slot].clone().expect("snapshot of an empty slot")
+    }
+
+    fn state_restore(&mut self, slot: Slot, snap: &SequenceState) {
+        self.state_reset(slot);
+        self.states[slot] = Some(snap.clone());
+    }
+
+    fn snapshot_bytes(snap: &SequenceState) -> usize {
+        let rows = |v: &Vec<Vec<f32>>| v.iter().map(Vec::len).sum::<usize>();
+        let floats: usize = snap
+            .layers
+            .iter()
+            .map(|l| {
+                let c = |s: &dsv4_reference::model::compressor::CompressorState| rows(&s.kv) + rows(&s.score) + rows(&s.prev_kv) + rows(&s.prev_score);
+                l.window.len() + l.comp.len() + l.index_keys.len() + c(&l.compressor) + c(&l.index_compressor)
+            })
+            .sum();
+        floats * 4 + std::mem::size_of::<SequenceState>()
+    }
+
+    fn embed(&self, tokens: &[u32]) -> CpuAct {
+        let (d, nc) = (self.model.cfg.dim, self.model.cfg.hc_mult);
+        let mut data = Vec::with_capacity(tokens.len() * nc * d);
+        for &t in tokens {
+            let e = self.model.embed(t);
+            (0..nc).for_each(|_| data.extend_from_slice(&e));
+        }
+        CpuAct { data, cols: nc * d }
+    }
+
+    fn hc_pre_norm(&self, x: &CpuAct, layer: Layer, sub: Sublayer) -> (CpuAct, CpuAct) {
+        let cfg = &self.model.cfg;
+        let blk = &self.model.w.layers[layer.0];
+        let (hc, norm) = match sub {
+            Sublayer::Attn => (&blk.hc_attn, &blk.attn_norm),
+            Sublayer::Ffn => (&blk.hc_ffn, &blk.ffn_norm),
+        };
+        let nc = cfg.hc_mult;
+        let (mut y, mut mix) = (Vec::new(), Vec::new());
+        for xt in x.data.chunks(x.cols) {
+            let (yt, m) = hc_pre(xt, hc, nc, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps);
+            y.extend(yt);
+            mix.extend(m.post);
+            mix.extend(m.comb);
+        }
+        rms_norm_inplace(&mut y, norm, cfg.norm_eps);
+        (CpuAct { data: y, cols: cfg.dim }, CpuAct { data: mix, cols: nc + nc * nc })
+    }
+
+    fn hc_post(&self, f: &CpuAct, x: &CpuAct, mix: &CpuAct) -> CpuAct {
+        let nc = self.model.cfg.hc_mult;
+        let mut data = Vec::with_capacity(x.data.len());
+        for ((ft, xt), mt) in f.data.chunks(f.cols).zip(x.data.chunks(x.cols)).zip(mix.data.chunks(mix.cols)) {
+            let m = HcMix { post: mt[..nc].to_vec(), comb: mt[nc..].to_vec() };
+            data.extend(hc_post(ft, xt, &m));
+        }
+        CpuAct { data, cols: x.cols }
+    }
+
+    fn attn_queries(&self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) -> (CpuAct, CpuAct) {
+        let blk = &self.model.w.layers[layer.0];
+        let cfg = &self.model.cfg;
+        let (mut q, mut qr) = (Vec::new(), Vec::new());
+        for c in chunks {
+            let (qc, qrc) = self.model.attn_queries(&blk.attn, blk.ratio, x.rows(c.rows.clone()), c.pos0, aq);
+            q.extend(qc);
+            qr.extend(qrc);
+        }
+        (CpuAct { data: q, cols: cfg.n_heads * cfg.head_dim }, CpuAct { data: qr, cols: cfg.q_lora_rank })
+    }
+
+    fn attn_window_kv(&self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) -> CpuAct {
+        let blk = &self.model.w.layers[layer.0];
+        self.per_chunk(x, chunks, self.model.cfg.head_dim, |rows, c| self.model.attn_window_kv(&blk.attn, blk.ratio, rows, c.pos0, aq))
+    }
+
+    fn attn_compress(&mut self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) {
+        let (model, states) = (&self.model, &mut self.states);
+        let blk = &model.w.layers[layer.0];
+        for c in chunks {
+            model.attn_compress(&blk.attn, blk.ratio, x.rows(c.rows.clone()), c.pos0, layer_state(states, c.slot, layer), aq);
+        }
+    }
+
+    fn attn_select(&mut self, layer: Layer, x: &CpuAct, qr: &CpuAct, chunks: &[Chunk], aq: ActQuant) -> Vec<Vec<usize>> {
+        let mut sel = Vec::new();
+        let (model, states) = (&self.model, &mut self.states);
+        let blk = &model.w.layers[layer.0];
+        for c in chunks {
+            let ls = layer_state(states, c.slot, layer);
+            sel.extend(model.attn_select(&blk.attn, blk.ratio, x.rows(c.rows.clone()), qr.rows(c.rows.clone()), c.pos0, ls, aq));
+        }
+        sel
+    }
+
+    fn attn_core(&mut self, layer: Layer, q: &CpuAct, kv: &CpuAct, sel: &Vec<Vec<usize>>, chunks: &[Chunk]) -> CpuAct {
+        let mut o = Vec::new();
+        let (model, states) = (&self.model, &mut self.states);
+        let blk = &model.w.layers[layer.0];
+        for c in chunks {
+            let ls = layer_state(states, c.slot, layer);
+            o.extend(model.attn_core(&blk.attn, blk.ratio, q.rows(c.rows.clone()), kv.rows(c.rows.clone()), &sel[c.rows.clone()], c.pos0, ls));
+        }
+        CpuAct { data: o, cols: q.cols }
+    }
+
+    fn attn_output(&self, layer: Layer, o: &CpuAct, aq: ActQuant) -> CpuAct {
+        let blk = &self.model.w.layers[layer.0];
+        CpuAct { data: self.model.attn_output(&blk.attn, &o.data, aq), cols: self.model.cfg.dim }
+    }
+
+    fn moe_route(&self, layer: Layer, x: &CpuAct, tokens: &[u32]) -> (Vec<usize>, Vec<f32>) {
+        self.model.moe_route(&self.model.w.layers[layer.0].ffn, &x.data, tokens)
+    }
+
+    fn moe_experts(&self, layer: Layer, x: &CpuAct, routes: &(Vec<usize>, Vec<f32>), aq: ActQuant) -> CpuAct {
+        let m = &self.model.w.layers[layer.0].ffn;
+        CpuAct { data: self.model.moe_experts(m, &x.data, &routes.0, &routes.1, aq), cols: x.cols }
+    }
+
+    fn logits(&self, x: &CpuAct, rows: &[usize]) -> Vec<f32> {
+        let picked: Vec<f32> = rows.iter().flat_map(|&r| x.rows(r..r + 1).iter().copied()).collect();
+        if picked.is_empty() {
+            return Vec::new();
+        }
+        self.model.head_logits(&picked, &self.model.w.hc_head, &self.model.w.norm, Logits::All)
+    }
+}
