@@ -18,6 +18,12 @@ enum Command {
     Logits(cli::logits::Args),
     /// Compare a `logits` output with a golden file: per-row relative error, argmax agreement.
     Compare(cli::compare::Args),
+    /// Write a tiny model with random weights (and a byte-level tokenizer) in the released layout.
+    InitTiny(cli::init_tiny::Args),
+    /// Generate an answer to one prompt, streamed.
+    Generate(cli::generate::Args),
+    /// Interactive chat in the terminal.
+    Chat(cli::chat::Args),
 }
 
 fn main() {
@@ -25,6 +31,9 @@ fn main() {
     let result = match cli.command {
         Command::Logits(args) => cli::logits::run(args),
         Command::Compare(args) => cli::compare::run(args),
+        Command::InitTiny(args) => cli::init_tiny::run(args),
+        Command::Generate(args) => cli::generate::run(args),
+        Command::Chat(args) => cli::chat::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
