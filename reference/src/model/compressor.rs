@@ -53,7 +53,7 @@ impl Compressor {
             assert_eq!(st.kv.len(), p % self.ratio, "compressor state out of step at position {p}");
             st.kv.push(kv.to_vec());
             st.score.push(sc.iter().zip(ape).map(|(s, a)| s + a).collect());
-            if (p + 1) % self.ratio == 0 {
+            if (p + 1).is_multiple_of(self.ratio) {
                 done.push((p / self.ratio, self.pool(st)));
                 if self.overlap {
                     st.prev_kv = std::mem::take(&mut st.kv);

@@ -23,5 +23,5 @@ pub fn hadamard_inplace(x: &mut [f32], n: usize) {
 /// The explicit matrix `H[i][j] = (-1)^popcount(i & j) / sqrt(n)` (for tests).
 pub fn hadamard_matrix(n: usize) -> Vec<f32> {
     let scale = 1.0 / (n as f32).sqrt();
-    (0..n * n).map(|ij| if ((ij / n) & (ij % n)).count_ones() % 2 == 0 { scale } else { -scale }).collect()
+    (0..n * n).map(|ij| if ((ij / n) & (ij % n)).count_ones().is_multiple_of(2) { scale } else { -scale }).collect()
 }
