@@ -24,6 +24,12 @@ enum Command {
     Generate(cli::generate::Args),
     /// Interactive chat in the terminal.
     Chat(cli::chat::Args),
+    /// Encode a chat request (JSON on stdin) into the DSV4 prompt text.
+    Encode(cli::encode::Args),
+    /// Parse a completion (stdin) into an assistant message (JSON).
+    Parse(cli::parse::Args),
+    /// Serve the DeepSeek API (OpenAI- and Anthropic-compatible) over HTTP.
+    Serve(cli::serve::Args),
 }
 
 fn main() {
@@ -34,6 +40,9 @@ fn main() {
         Command::InitTiny(args) => cli::init_tiny::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Chat(args) => cli::chat::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Encode(args) => cli::encode::run(args),
+        Command::Parse(args) => cli::parse::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

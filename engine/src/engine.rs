@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use dsv4_reference::ActQuant;
 
 use crate::backend::{Backend, Chunk, Slot};
+use crate::constraint::Constraint;
 use crate::model_step;
 use crate::prefix_cache::{CacheUsage, PrefixCache};
 use crate::sampling::{sample, Rng, Sampled, SamplingError, SamplingParams};
@@ -26,21 +27,42 @@ pub struct EngineConfig {
     /// Bytes of prefix-cache snapshots (0 = off).
     pub prefix_cache_bytes: usize,
     pub act_quant: ActQuant,
+    /// Requests allowed to wait for a slot; beyond that `submit` answers QueueFull.
+    pub max_waiting: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_batch_tokens: 512, max_running: 16, state_budget_bytes: 4 << 30, prefix_cache_bytes: 2 << 30, act_quant: ActQuant::On }
+        EngineConfig { max_batch_tokens: 512, max_running: 16, state_budget_bytes: 4 << 30, prefix_cache_bytes: 2 << 30, act_quant: ActQuant::On, max_waiting: 256 }
     }
 }
 
-#[derive(Clone, Debug)]
 pub struct Request {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
     pub max_tokens: usize,
     /// Tokens that end the sequence (EOS); not reported as output.
     pub stop_tokens: Vec<u32>,
+    /// Grammar the output must follow (JSON mode, strict tools).
+    pub constraint: Option<Box<dyn Constraint>>,
+}
+
+impl Request {
+    pub fn new(prompt: Vec<u32>, params: SamplingParams, max_tokens: usize, stop_tokens: Vec<u32>) -> Request {
+        Request { prompt, params, max_tokens, stop_tokens, constraint: None }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("prompt_len", &self.prompt.len())
+            .field("params", &self.params)
+            .field("max_tokens", &self.max_tokens)
+            .field("stop_tokens", &self.stop_tokens)
+            .field("constrained", &self.constraint.is_some())
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +102,10 @@ pub enum SubmitError {
     TooLargeForPool,
     #[error(transparent)]
     Sampling(#[from] SamplingError),
+    #[error("the server is busy: {0} requests are already waiting")]
+    QueueFull(usize),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
 }
 
 struct Sequence {
@@ -133,6 +159,11 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
+    /// Take the backend back (to build an engine with other settings).
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
     /// The longest sequence (prompt + output) the model supports.
     pub fn max_context(&self) -> usize {
         self.backend.config().max_seq_len
@@ -156,6 +187,9 @@ impl<B: Backend> Engine<B> {
         req.params.validate()?;
         if !self.pool.can_ever_fit(self.needed_positions(&req)) {
             return Err(SubmitError::TooLargeForPool);
+        }
+        if self.waiting.len() >= self.cfg.max_waiting {
+            return Err(SubmitError::QueueFull(self.waiting.len()));
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -248,7 +282,17 @@ impl<B: Backend> Engine<B> {
             if s.computed < s.tokens.len() {
                 continue; // mid-prompt: no logits yet
             }
-            let sampled = sample(next_logits.next().expect("a logits row per finished chunk"), &s.req.params, &mut s.rng);
+            let row = next_logits.next().expect("a logits row per finished chunk");
+            let sampled = match &mut s.req.constraint {
+                Some(c) => {
+                    let mut masked = row.to_vec();
+                    c.mask(&mut masked);
+                    let t = sample(&masked, &s.req.params, &mut s.rng);
+                    c.advance(t.token);
+                    t
+                }
+                None => sample(row, &s.req.params, &mut s.rng),
+            };
             let reason = if s.req.stop_tokens.contains(&sampled.token) {
                 Some(FinishReason::Stop)
             } else {

@@ -100,11 +100,11 @@ fn concurrent_requests_with_prefix_hits_match_the_reference() {
     prompts.push(second);
     let max_tokens = [12, 20, 6, 9, 8];
 
-    let cfg = EngineConfig { max_batch_tokens: 61, max_running: 3, state_budget_bytes: 64 << 20, prefix_cache_bytes: 256 << 20, act_quant: ActQuant::Off };
+    let cfg = EngineConfig { max_batch_tokens: 61, max_running: 3, state_budget_bytes: 64 << 20, prefix_cache_bytes: 256 << 20, act_quant: ActQuant::Off, max_waiting: 16 };
     let mut engine = Engine::new(CpuBackend::new(model(9)), cfg);
     let mut ids = Vec::new();
     for (p, &mt) in prompts.iter().zip(&max_tokens).take(4) {
-        ids.push(engine.submit(Request { prompt: p.clone(), params: greedy.clone(), max_tokens: mt, stop_tokens: vec![eos] }).unwrap());
+        ids.push(engine.submit(Request::new(p.clone(), greedy.clone(), mt, vec![eos])).unwrap());
     }
     let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::new(); prompts.len()];
     let mut finished = vec![None; prompts.len()];
@@ -119,7 +119,7 @@ fn concurrent_requests_with_prefix_hits_match_the_reference() {
         steps += 1;
         // The fifth request arrives once the shared prompt's state is cached.
         if finished[2].is_some() && ids.len() == 4 {
-            ids.push(engine.submit(Request { prompt: prompts[4].clone(), params: greedy.clone(), max_tokens: max_tokens[4], stop_tokens: vec![eos] }).unwrap());
+            ids.push(engine.submit(Request::new(prompts[4].clone(), greedy.clone(), max_tokens[4], vec![eos])).unwrap());
         }
         assert!(steps < 1000, "the engine does not finish");
     }
@@ -148,7 +148,7 @@ fn concurrent_requests_with_prefix_hits_match_the_reference() {
 #[test]
 fn cancel_frees_state_and_bad_requests_are_refused() {
     let mut engine = Engine::new(CpuBackend::new(model(3)), EngineConfig { act_quant: ActQuant::Off, ..EngineConfig::default() });
-    let req = |p: Vec<u32>, mt| Request { prompt: p, params: SamplingParams { seed: Some(4), ..SamplingParams::default() }, max_tokens: mt, stop_tokens: vec![] };
+    let req = |p: Vec<u32>, mt| Request::new(p, SamplingParams { seed: Some(4), ..SamplingParams::default() }, mt, vec![]);
     let a = engine.submit(req(prompt(20, 1), 50)).unwrap();
     let b = engine.submit(req(prompt(9, 2), 50)).unwrap();
     engine.step();
@@ -175,7 +175,7 @@ fn same_seed_same_sampled_text() {
     let run = || {
         let mut engine = Engine::new(CpuBackend::new(model(2)), EngineConfig { act_quant: ActQuant::Off, ..EngineConfig::default() });
         let params = SamplingParams { temperature: 0.9, top_p: 0.95, top_k: 20, seed: Some(1234), logprobs: Some(3) };
-        engine.submit(Request { prompt: prompt(17, 5), params, max_tokens: 10, stop_tokens: vec![] }).unwrap();
+        engine.submit(Request::new(prompt(17, 5), params, 10, vec![])).unwrap();
         let mut toks = Vec::new();
         while engine.has_work() {
             for ev in engine.step() {

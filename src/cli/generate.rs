@@ -55,7 +55,7 @@ pub fn generate_turn(loaded: &mut Loaded, messages: Vec<Message>, mode: Thinking
         bail!("the prompt has {} tokens, over the model's context limit of {limit} tokens", prompt.len());
     }
     let eos = loaded.tokenizer.eos_id();
-    let id = loaded.engine.submit(Request { prompt: prompt.clone(), params, max_tokens, stop_tokens: vec![eos] })?;
+    let id = loaded.engine.submit(Request::new(prompt.clone(), params, max_tokens, vec![eos]))?;
     let mut stream = TextStream::new(&loaded.tokenizer, mode, Vec::new());
     let dim = std::io::stdout().is_terminal();
     let (mut reasoning, mut content) = (String::new(), String::new());

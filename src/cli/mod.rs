@@ -1,6 +1,9 @@
 pub mod chat;
 pub mod compare;
+pub mod encode;
 pub mod generate;
 pub mod init_tiny;
 pub mod logits;
 pub mod model;
+pub mod parse;
+pub mod serve;
