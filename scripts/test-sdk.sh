@@ -104,7 +104,7 @@ done
 log "server ready"
 
 # ---------------------------------------------------------------- tests
-export DSV4_BASE_URL="$BASE" DSV4_API_KEY="$API_KEY"
+export DSV4_BASE_URL="$BASE" DSV4_API_KEY="$API_KEY" PYTHONDONTWRITEBYTECODE=1
 failed=0
 
 log "pytest scripts/sdk_tests/"

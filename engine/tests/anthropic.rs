@@ -340,14 +340,31 @@ async fn tool_results_round_trip() {
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
                 {"type": "text", "text": "Thanks."},
             ]},
-            {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "xyz"}, {"type": "text", "text": "Paris is sunny."}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "timeout", "is_error": true}, {"type": "text", "text": "And now?"}]},
+            {"role": "assistant", "content": [
+                {"type": "redacted_thinking", "data": "xyz"},
+                {"type": "text", "text": "Paris is sunny. Again for Rome:"},
+                {"type": "tool_use", "id": "toolu_3", "name": "get_weather", "input": {"city": "Rome"}},
+            ]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_3", "content": "timeout", "is_error": true}, {"type": "text", "text": "And now?"}]},
         ],
         "dsv4_forced_output": "Done.</think>Rome has rain.",
     }))
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["content"].as_array().unwrap().last().unwrap(), &json!({"type": "text", "text": "Rome has rain."}));
+
+    // A tool_result with no tool_use before it: the error names the request's block.
+    let (status, v) = post(json!({
+        "model": "deepseek-chat", "max_tokens": 8,
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "tool_result", "tool_use_id": "toolu_9", "content": "?"}]},
+        ],
+    }))
+    .await;
+    assert_anthropic_error(status, &v, 400, "invalid_request_error");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("messages[2].content[1]"), "{v}");
 }
 
 #[tokio::test]
@@ -422,6 +439,11 @@ async fn bad_requests_get_anthropic_errors() {
         (json!({"model": "deepseek-chat", "max_tokens": 8, "tools": [{"name": "bad name!", "input_schema": {"type": "object"}}], "messages": msgs}), 400, "invalid_request_error"),
         (json!({"model": "deepseek-chat", "max_tokens": 8, "tools": [weather_tool()], "tool_choice": {"type": "tool", "name": "other"}, "messages": msgs}), 400, "invalid_request_error"),
         (json!({"model": "deepseek-chat", "max_tokens": 8, "thinking": {"type": "sometimes"}, "messages": msgs}), 400, "invalid_request_error"),
+        (json!({"model": "deepseek-chat", "max_tokens": 8, "tool_choice": {"type": "any"}, "messages": msgs}), 400, "invalid_request_error"),
+        (json!({"model": "deepseek-chat", "max_tokens": 8, "tools": [{"name": "f"}], "messages": msgs}), 400, "invalid_request_error"),
+        (json!({"model": "deepseek-chat", "max_tokens": 8, "tools": [{"type": "web_search_20250305", "name": "web_search"}], "messages": msgs}), 400, "invalid_request_error"),
+        (json!({"model": "deepseek-chat", "max_tokens": 8, "system": [{"type": "image", "source": {}}], "messages": msgs}), 400, "invalid_request_error"),
+        (json!({"model": "deepseek-chat", "max_tokens": 8, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]}]}), 400, "invalid_request_error"),
     ];
     for (body, want_status, want_type) in cases {
         let (status, v) = post(body.clone()).await;

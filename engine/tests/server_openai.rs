@@ -245,6 +245,7 @@ async fn disconnect_cancels_and_full_queue_answers_429() {
         assert!(text.contains(name), "metrics lack {name}");
     }
     assert!(text.contains("status=\"429\""), "{text}");
+    assert!(text.contains("dsv4_requests_in_flight 0"), "abandoned streams are not counted as in flight: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,14 +203,23 @@ fn text_only(v: &Value, path: &str, join: &str) -> Result<String, ApiError> {
     Ok(texts.join(join))
 }
 
-/// The conversation in chat-format messages; also whether the last turn is an assistant
-/// prefill with text (or tool calls) in it.
-fn conversation(r: &MessagesRequest) -> Result<(Vec<Message>, bool), ApiError> {
-    let mut out = Vec::new();
+/// The conversation in chat-format messages.
+struct Conversation {
+    messages: Vec<Message>,
+    /// Where each message came from in the request (`system`, `messages[2].content[1]`), to
+    /// name it in the encoder's errors.
+    origin: Vec<String>,
+    /// Whether the last turn is an assistant prefill with text (or tool calls) in it.
+    prefill_text: bool,
+}
+
+fn conversation(r: &MessagesRequest) -> Result<Conversation, ApiError> {
+    let (mut out, mut origin) = (Vec::new(), Vec::new());
     if let Some(system) = &r.system {
         let text = text_only(system, "system", "\n\n")?;
         if !text.is_empty() {
             out.push(Message::system(&text));
+            origin.push("system".to_string());
         }
     }
     let mut prefill_text = false;
@@ -221,7 +230,9 @@ fn conversation(r: &MessagesRequest) -> Result<(Vec<Message>, bool), ApiError> {
         match m.role {
             InRole::User => {
                 let before = out.len();
+                let one = m.content.is_string();
                 for (j, b) in bs.into_iter().enumerate() {
+                    origin.push(if one { path.clone() } else { format!("{path}[{j}]") });
                     match b {
                         Block::Text { text } => out.push(Message::user(&text)),
                         Block::ToolResult { tool_use_id, content, is_error } => {
@@ -240,6 +251,7 @@ fn conversation(r: &MessagesRequest) -> Result<(Vec<Message>, bool), ApiError> {
                 }
                 if out.len() == before {
                     out.push(Message::user(""));
+                    origin.push(path.clone());
                 }
             }
             InRole::Assistant => {
@@ -263,6 +275,7 @@ fn conversation(r: &MessagesRequest) -> Result<(Vec<Message>, bool), ApiError> {
                 }
                 let prefix = i == last;
                 prefill_text = prefix && (!text.is_empty() || !calls.is_empty());
+                origin.push(format!("messages[{i}]"));
                 out.push(Message {
                     role: Role::Assistant,
                     content: Some(Content::Text(text)),
@@ -274,7 +287,22 @@ fn conversation(r: &MessagesRequest) -> Result<(Vec<Message>, bool), ApiError> {
             }
         }
     }
-    Ok((out, prefill_text))
+    Ok(Conversation { messages: out, origin, prefill_text })
+}
+
+/// An error about `messages[k]...` of the converted conversation, renamed after the request's
+/// block it came from.
+fn rename_path(mut e: ApiError, origin: &[String]) -> ApiError {
+    let Some(param) = e.param.clone() else { return e };
+    let Some(rest) = param.strip_prefix("messages[") else { return e };
+    let Some((k, tail)) = rest.split_once(']') else { return e };
+    let Some(from) = k.parse::<usize>().ok().and_then(|k| origin.get(k)) else { return e };
+    let renamed = format!("{from}{tail}");
+    if let Some(m) = e.message.strip_prefix(param.as_str()) {
+        e.message = format!("{renamed}{m}");
+    }
+    e.param = Some(renamed);
+    e
 }
 
 fn tool(t: InTool, i: usize) -> Result<Tool, ApiError> {
@@ -282,6 +310,9 @@ fn tool(t: InTool, i: usize) -> Result<Tool, ApiError> {
         if kind != "custom" {
             return Err(bad(format!("tools[{i}]: tool type \"{kind}\" is not supported (custom tools only)"), &format!("tools[{i}].type")));
         }
+    }
+    if t.name.is_empty() || t.name.len() > 64 || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(bad(format!("tools[{i}].name: must be 1-64 letters, digits, _ or -, got {:?}", t.name), &format!("tools[{i}].name")));
     }
     let schema = t.input_schema.ok_or_else(|| bad(format!("tools[{i}].input_schema: field required"), &format!("tools[{i}].input_schema")))?;
     let mut f = Map::new();
@@ -323,7 +354,7 @@ fn start(s: &Shared, r: MessagesRequest) -> Result<(Generation, Plan, bool), Api
             return Err(bad(format!("top_p: must be between 0 and 1, got {p}"), "top_p"));
         }
     }
-    let (messages, prefill_text) = conversation(&r)?;
+    let Conversation { messages, origin, prefill_text } = conversation(&r)?;
     let thinking = match &r.thinking {
         Some(InThinking::Enabled { .. }) if prefill_text => {
             return Err(bad("a final assistant message (prefill) with text or tool_use cannot be continued with thinking enabled", "thinking"));
@@ -335,6 +366,9 @@ fn start(s: &Shared, r: MessagesRequest) -> Result<(Generation, Plan, bool), Api
         None => None,
     };
     let tools = r.tools.map(|ts| ts.into_iter().enumerate().map(|(i, t)| tool(t, i)).collect::<Result<Vec<_>, _>>()).transpose()?;
+    if matches!(r.tool_choice, Some(InToolChoice::Any {} | InToolChoice::Tool { .. })) && tools.as_ref().is_none_or(Vec::is_empty) {
+        return Err(bad("tool_choice: \"any\" and \"tool\" need tools", "tool_choice"));
+    }
     let tool_choice = r.tool_choice.map(|c| match c {
         InToolChoice::Auto {} => json!("auto"),
         InToolChoice::Any {} => json!("required"),
@@ -367,7 +401,7 @@ fn start(s: &Shared, r: MessagesRequest) -> Result<(Generation, Plan, bool), Api
         presence_penalty: None,
         dsv4_forced_output: r.dsv4_forced_output,
     };
-    let p = prepare_chat(s, req, FLAVOR).map_err(|e| e.flavor(FLAVOR))?;
+    let p = prepare_chat(s, req, FLAVOR).map_err(|e| rename_path(e, &origin).flavor(FLAVOR))?;
     let g = start_all(s, &p).map_err(|e| e.flavor(FLAVOR))?.pop().ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no generation started").flavor(FLAVOR))?;
     let plan = Plan { model: r.model, input_tokens: p.prompt.len(), mode: p.mode, stops };
     Ok((g, plan, r.stream.unwrap_or(false)))
@@ -598,6 +632,18 @@ mod tests {
         assert_eq!(stop_hit("think END</think>Hello", ThinkingMode::Thinking, &stops), None);
         assert_eq!(stop_hit("a END b", ThinkingMode::Chat, &stops), Some("END".into()));
         assert_eq!(stop_hit("a END b", ThinkingMode::Chat, &[]), None);
+    }
+
+    #[test]
+    fn encoder_paths_are_renamed_after_the_request() {
+        let origin = vec!["system".to_string(), "messages[0].content".to_string(), "messages[1].content[2]".to_string()];
+        let e = rename_path(ApiError::bad_request("messages[2].content: bad").param("messages[2].content"), &origin);
+        assert_eq!(e.message, "messages[1].content[2].content: bad");
+        assert_eq!(e.param.as_deref(), Some("messages[1].content[2].content"));
+        let e = rename_path(ApiError::bad_request("messages: empty").param("messages"), &origin);
+        assert_eq!(e.message, "messages: empty");
+        let e = rename_path(ApiError::bad_request("x").param("messages[9]"), &origin);
+        assert_eq!(e.param.as_deref(), Some("messages[9]"));
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct Generation {
     metrics: Metrics,
     started: Instant,
     last_token: Option<Instant>,
+    /// Tokens received so far (for the metrics of a generation dropped mid-way).
+    tokens_seen: usize,
+    /// Whether this generation has been counted as finished in the metrics.
+    counted: bool,
     /// Items ready to hand out (the finish's tail, then Done).
     pending: std::collections::VecDeque<GenItem>,
     done: bool,
@@ -106,6 +110,8 @@ impl Generation {
             metrics: metrics.clone(),
             started: Instant::now(),
             last_token: None,
+            tokens_seen: 0,
+            counted: false,
             pending: Default::default(),
             done: false,
         })
@@ -125,6 +131,7 @@ impl Generation {
             None => {
                 // The engine thread stopped (shutdown): end the generation as cancelled.
                 self.done = true;
+                self.count_finished(self.tokens_seen);
                 Some(GenItem::Done { finish: Finish::Cancelled, usage: self.usage, malformed: false })
             }
         }
@@ -137,6 +144,7 @@ impl Generation {
             Some(t) => self.metrics.observe_itl(now - t),
         }
         self.last_token = Some(now);
+        self.tokens_seen += 1;
         if self.in_reasoning {
             self.usage.reasoning_tokens += 1;
             if Some(s.token) == self.think_end {
@@ -171,9 +179,16 @@ impl Generation {
             FinishReason::Length => Finish::Length,
             FinishReason::Cancelled => Finish::Cancelled,
         };
-        self.metrics.request_finished(self.usage.prompt_tokens, self.usage.completion_tokens);
+        self.count_finished(self.usage.completion_tokens);
         self.pending.push_back(GenItem::Done { finish, usage: self.usage, malformed: self.text.malformed() });
         GenItem::Step { deltas: tail, logprob: None }
+    }
+
+    fn count_finished(&mut self, completion_tokens: usize) {
+        if !self.counted {
+            self.counted = true;
+            self.metrics.request_finished(self.usage.prompt_tokens, completion_tokens);
+        }
     }
 
     /// Remember that a tool call was made and give each call a unique id (the parser numbers
@@ -185,5 +200,13 @@ impl Generation {
                 *id = super::openai::new_id("call_");
             }
         }
+    }
+}
+
+impl Drop for Generation {
+    /// A generation dropped before its finish (the client left) still leaves the metrics
+    /// consistent; the engine cancels the request when it sees the stream closed.
+    fn drop(&mut self) {
+        self.count_finished(self.tokens_seen);
     }
 }
