@@ -105,6 +105,25 @@ async fn chat_non_stream_shapes_thinking_and_usage() {
     assert_eq!(lp[0]["top_logprobs"].as_array().unwrap().len(), 3);
     assert_eq!(v["usage"]["completion_tokens"], 12);
 
+    // JSON mode: the content always parses (thinking first, then the constrained content).
+    for (model, seed) in [("deepseek-chat", 3), ("deepseek-reasoner", 4), ("deepseek-chat", 5)] {
+        let (st, v) = post(&s, "/v1/chat/completions", chat(model, json!({"response_format": {"type": "json_object"}, "max_tokens": 600, "seed": seed}))).await;
+        assert_eq!(st, 200, "{v}");
+        let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+        if v["choices"][0]["finish_reason"] == "stop" {
+            let parsed: Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{model}: content is not JSON ({e}): {content:?}"));
+            assert!(parsed.is_object(), "{content}");
+        }
+    }
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}}, "required": ["city", "unit"], "additionalProperties": false});
+    let rf = json!({"type": "json_schema", "json_schema": {"name": "w", "schema": schema}});
+    let (st, v) = post(&s, "/v1/chat/completions", chat("deepseek-chat", json!({"response_format": rf, "max_tokens": 600, "seed": 9}))).await;
+    assert_eq!(st, 200, "{v}");
+    if v["choices"][0]["finish_reason"] == "stop" {
+        let parsed: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+        dsv4_engine::constraint::json::validate(&parsed, &schema).unwrap();
+    }
+
     // Over the context limit (4096 tokens in the tiny model).
     let (st, v) = post(&s, "/v1/chat/completions", chat("deepseek-chat", json!({"messages": [{"role": "user", "content": "y".repeat(5000)}]}))).await;
     assert_eq!((st, v["error"]["code"].as_str()), (400, Some("context_length_exceeded")), "{v}");

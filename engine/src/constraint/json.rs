@@ -1429,6 +1429,12 @@ impl JsonConstraint {
 impl Constraint for JsonConstraint {
     fn mask(&mut self, logits: &mut [f32]) {
         if self.phase == Phase::Waiting {
+            // The reasoning is free, but the turn may not end before the JSON content: EOS
+            // is held back until `start_after` has come (unless it is the only choice).
+            let eos = self.eos as usize;
+            if eos < logits.len() && logits.iter().enumerate().any(|(i, l)| i != eos && l.is_finite()) {
+                logits[eos] = f32::NEG_INFINITY;
+            }
             return;
         }
         self.keep.clear();

@@ -235,7 +235,7 @@ pub fn prepare_chat(s: &AppState, mut r: ChatRequest, flavor: Flavor) -> Result<
         None => (None, None),
         Some(f) => match f.get("type").and_then(Value::as_str) {
             Some("text") => (None, None),
-            Some("json_object") => (None, Some(Value::Null)),
+            Some("json_object") => (None, Some(json!({"type": "object"}))),
             Some("json_schema") => {
                 let schema = f.pointer("/json_schema/schema").cloned().ok_or_else(|| ApiError::bad_request("response_format json_schema needs json_schema.schema").param("response_format").flavor(flavor))?;
                 (Some(f.clone()), Some(schema))
@@ -279,7 +279,7 @@ pub fn prepare_chat(s: &AppState, mut r: ChatRequest, flavor: Flavor) -> Result<
     } else if let Some(schema) = json_schema {
         let vocab = s.tokenizer.token_bytes_table();
         let eos = s.tokenizer.eos_id();
-        let schema = (!schema.is_null()).then_some(schema);
+        let schema = Some(schema);
         Some(Box::new(move || Box::new(crate::constraint::json::JsonConstraint::new(vocab.clone(), eos, after, schema.clone())) as Box<dyn Constraint>))
     } else {
         None
