@@ -124,6 +124,19 @@ async fn chat_non_stream_shapes_thinking_and_usage() {
         dsv4_engine::constraint::json::validate(&parsed, &schema).unwrap();
     }
 
+    // Strict tool with a required call: the arguments follow the schema.
+    let strict = json!([{"type": "function", "function": {"name": "set_unit", "strict": true, "parameters": {"type": "object",
+        "properties": {"unit": {"type": "string", "enum": ["C", "F"]}, "flag": {"type": "boolean"}}, "required": ["unit", "flag"], "additionalProperties": false}}}]);
+    for (model, seed) in [("deepseek-chat", 1), ("deepseek-reasoner", 2)] {
+        let (st, v) = post(&s, "/v1/chat/completions", chat(model, json!({"tools": strict, "tool_choice": "required", "max_tokens": 1500, "seed": seed}))).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{model}: {v}");
+        let call = &v["choices"][0]["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["name"], "set_unit");
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        dsv4_engine::constraint::json::validate(&args, &strict[0]["function"]["parameters"]).unwrap_or_else(|e| panic!("{model}: {e}: {args}"));
+    }
+
     // Over the context limit (4096 tokens in the tiny model).
     let (st, v) = post(&s, "/v1/chat/completions", chat("deepseek-chat", json!({"messages": [{"role": "user", "content": "y".repeat(5000)}]}))).await;
     assert_eq!((st, v["error"]["code"].as_str()), (400, Some("context_length_exceeded")), "{v}");

@@ -71,8 +71,8 @@ pub fn run(a: Args) -> Result<()> {
         test_hooks: a.test_hooks,
         shutdown_grace: std::time::Duration::from_secs(a.shutdown_grace_secs),
     };
-    // Index the vocabulary for JSON mode now rather than on the first JSON request.
-    dsv4_engine::constraint::json::JsonConstraint::prepare_vocab(&loaded.tokenizer.token_bytes_table());
+    // Index the vocabulary for JSON mode and strict tools now rather than on the first request.
+    dsv4_engine::constraint::dsml::StrictToolCalls::prepare_vocab(&loaded.tokenizer.token_bytes_table());
     let state = Arc::new(AppState { service, tokenizer: loaded.tokenizer, metrics: Default::default(), cfg: server_cfg });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async move {

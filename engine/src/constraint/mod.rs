@@ -1,6 +1,7 @@
 //! Constrained decoding: a `Constraint` removes the tokens that would break a grammar before
 //! each sample (JSON mode, strict tool schemas).
 
+pub mod dsml;
 pub mod force;
 pub mod json;
 
@@ -11,4 +12,22 @@ pub trait Constraint: Send {
     fn mask(&mut self, logits: &mut [f32]);
     /// The token that was sampled.
     fn advance(&mut self, token: u32);
+}
+
+/// Several constraints at once: a token must pass every one (applied in order; put a forcing
+/// constraint last).
+pub struct All(pub Vec<Box<dyn Constraint>>);
+
+impl Constraint for All {
+    fn mask(&mut self, logits: &mut [f32]) {
+        for c in &mut self.0 {
+            c.mask(logits);
+        }
+    }
+
+    fn advance(&mut self, token: u32) {
+        for c in &mut self.0 {
+            c.advance(token);
+        }
+    }
 }

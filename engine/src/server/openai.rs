@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::chat::encode::{encode_conversation, generation_mode, EncodeRequest, Message, ReasoningEffort, Role, Tool};
 use crate::chat::parse::Delta;
 use crate::chat::ThinkingMode;
+use crate::constraint::dsml::{StrictTool, StrictToolCalls};
 use crate::constraint::force::ForcePrefix;
 use crate::constraint::Constraint;
 use crate::sampling::SamplingParams;
@@ -229,6 +230,20 @@ pub fn prepare_chat(s: &AppState, mut r: ChatRequest, flavor: Flavor) -> Result<
         _ if tools.is_empty() => None,
         _ => Some(tools),
     };
+    // Tool calls follow the DSML grammar, with strict tools' arguments held to their schema,
+    // whenever a tool is strict or a call is required.
+    let strict_tools: Option<Vec<StrictTool>> = tools_for_prompt.as_ref().and_then(|ts| {
+        let any_strict = ts.iter().any(|t| t.function.0.get("strict").and_then(Value::as_bool) == Some(true));
+        (any_strict || matches!(choice, ToolChoice::Required(_))).then(|| {
+            ts.iter()
+                .map(|t| StrictTool {
+                    name: t.function.name().unwrap_or_default().to_string(),
+                    strict: t.function.0.get("strict").and_then(Value::as_bool) == Some(true),
+                    schema: t.function.parameters().cloned(),
+                })
+                .collect()
+        })
+    });
 
     // Response format: JSON mode constrains the content (after the reasoning).
     let (response_format, json_schema) = match &r.response_format {
@@ -269,13 +284,19 @@ pub fn prepare_chat(s: &AppState, mut r: ChatRequest, flavor: Flavor) -> Result<
         let mut toks = s.tokenizer.encode(&forced);
         toks.push(s.tokenizer.eos_id());
         Some(Box::new(move || Box::new(ForcePrefix::new(None, toks.clone())) as Box<dyn Constraint>))
-    } else if let ToolChoice::Required(name) = &choice {
-        let mut opening = format!("\n\n<{dsml}tool_calls>\n", dsml = crate::chat::DSML);
-        if let Some(n) = name {
-            opening += &format!("<{dsml}invoke name=\"{n}\">\n", dsml = crate::chat::DSML);
-        }
-        let toks = s.tokenizer.encode(&opening);
-        Some(Box::new(move || Box::new(ForcePrefix::new(after, toks.clone())) as Box<dyn Constraint>))
+    } else if let Some(tools) = strict_tools {
+        let (vocab, eos) = (s.tokenizer.token_bytes_table(), s.tokenizer.eos_id());
+        let required = match &choice {
+            ToolChoice::Required(name) => Some(name.clone()),
+            _ => None,
+        };
+        Some(Box::new(move || {
+            let c = StrictToolCalls::new(vocab.clone(), eos, after, tools.clone());
+            Box::new(match &required {
+                Some(name) => c.with_required_call(name.as_deref()),
+                None => c,
+            }) as Box<dyn Constraint>
+        }))
     } else if let Some(schema) = json_schema {
         let vocab = s.tokenizer.token_bytes_table();
         let eos = s.tokenizer.eos_id();
