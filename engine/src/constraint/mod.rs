@@ -13,21 +13,3 @@ pub trait Constraint: Send {
     /// The token that was sampled.
     fn advance(&mut self, token: u32);
 }
-
-/// Several constraints at once: a token must pass every one (applied in order; put a forcing
-/// constraint last).
-pub struct All(pub Vec<Box<dyn Constraint>>);
-
-impl Constraint for All {
-    fn mask(&mut self, logits: &mut [f32]) {
-        for c in &mut self.0 {
-            c.mask(logits);
-        }
-    }
-
-    fn advance(&mut self, token: u32) {
-        for c in &mut self.0 {
-            c.advance(token);
-        }
-    }
-}
