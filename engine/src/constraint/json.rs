@@ -1737,7 +1737,7 @@ mod tests {
         let mut c = JsonConstraint::new(vocab.clone(), eos, Some(think_end), None);
         let mut logits = vec![0.0; vocab.len()];
         c.mask(&mut logits);
-        assert!(logits.iter().all(|x| x.is_finite()), "unconstrained before </think>");
+        assert!(logits.iter().enumerate().all(|(i, x)| x.is_finite() == (i != eos as usize)), "unconstrained before </think>, but no EOS");
         c.advance(id("x"));
         c.advance(think_end);
         let allowed = |c: &mut JsonConstraint| {
