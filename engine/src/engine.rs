@@ -274,7 +274,7 @@ impl<B: Backend> Engine<B> {
         for &(i, n) in &plan {
             let s = &mut self.running[i];
             s.computed += n;
-            if s.computed % BLOCK_TOKENS == 0 && self.cfg.prefix_cache_bytes > 0 && !self.cache.contains(&s.tokens[..s.computed]) {
+            if s.computed.is_multiple_of(BLOCK_TOKENS) && self.cfg.prefix_cache_bytes > 0 && !self.cache.contains(&s.tokens[..s.computed]) {
                 let snap = self.backend.state_snapshot(s.slot);
                 let bytes = B::snapshot_bytes(&snap);
                 self.cache.insert(&s.tokens[..s.computed], snap, bytes);

@@ -5,26 +5,32 @@
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
-    stopped: bool,
+    /// The stop string that ended the text.
+    matched: Option<String>,
 }
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> StopMatcher {
-        StopMatcher { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new(), stopped: false }
+        StopMatcher { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new(), matched: None }
     }
 
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.matched.is_some()
+    }
+
+    /// The stop string that ended the text (the earliest in the text when several occur).
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Add text; returns what can be released now. After a stop string, returns nothing more.
     pub fn push(&mut self, text: &str) -> String {
-        if self.stopped {
+        if self.stopped() {
             return String::new();
         }
         self.held.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
-            self.stopped = true;
+        if let Some((at, stop)) = self.stops.iter().filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s))).min_by_key(|(at, _)| *at) {
+            self.matched = Some(stop.clone());
             let out = self.held[..at].to_string();
             self.held.clear();
             return out;
@@ -64,6 +70,7 @@ mod tests {
         assert_eq!(m.push(" a\n"), " a");
         assert_eq!(m.push("\nmore"), "");
         assert!(m.stopped());
+        assert_eq!(m.matched(), Some("\n\n"));
         assert_eq!(m.push("ignored"), "");
     }
 

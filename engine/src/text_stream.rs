@@ -60,6 +60,11 @@ impl TextStream {
         self.stop.stopped()
     }
 
+    /// The stop string that ended the content.
+    pub fn stop_sequence(&self) -> Option<&str> {
+        self.stop.matched()
+    }
+
     /// Whether the parser saw broken DSML (its text was kept as content).
     pub fn malformed(&self) -> bool {
         self.parser.malformed()

@@ -22,11 +22,8 @@
 //! is the prompt). While streaming, `message_start` cannot know the cache hits yet: it reports the
 //! whole prompt as `input_tokens`, and `message_delta` carries the final split.
 //!
-//! `stop_reason` `stop_sequence`: the generation only says that a stop string ended the content
-//! (finish `stop`), not which one. With stop sequences the route asks for each token's text
-//! (the logprobs channel, which costs nothing extra: the sampler computes the logprob anyway) and
-//! finds the earliest stop sequence in the raw completion after `</think>`; when none is found
-//! (a stop sequence whose UTF-8 bytes were split across tokens) the stop reads as `end_turn`.
+//! `stop_reason` `stop_sequence` names the stop string the generation reports as having ended
+//! the content.
 
 use std::convert::Infallible;
 
@@ -41,7 +38,7 @@ use serde_json::{json, Map, Value};
 
 use crate::chat::encode::{Content, FunctionCall, FunctionDef, Message, Role, Tool, ToolCall};
 use crate::chat::parse::Delta;
-use crate::chat::{ThinkingMode, THINK_END};
+use crate::chat::ThinkingMode;
 
 use super::errors::{ApiError, Flavor};
 use super::generation::{Finish, GenItem, GenUsage, Generation};
@@ -329,7 +326,6 @@ struct Plan {
     model: String,
     input_tokens: usize,
     mode: ThinkingMode,
-    stops: Vec<String>,
 }
 
 /// Check the request and start its generation.
@@ -393,8 +389,7 @@ fn start(s: &Shared, r: MessagesRequest) -> Result<(Generation, Plan, bool), Api
         response_format: None,
         thinking: thinking.map(|kind| ThinkingParam { kind }),
         reasoning_effort: None,
-        // Each token's text, to tell which stop sequence ended the output (see the module doc).
-        logprobs: (!stops.is_empty()).then_some(true),
+        logprobs: None,
         top_logprobs: None,
         n: None,
         frequency_penalty: None,
@@ -403,7 +398,7 @@ fn start(s: &Shared, r: MessagesRequest) -> Result<(Generation, Plan, bool), Api
     };
     let p = prepare_chat(s, req, FLAVOR).map_err(|e| rename_path(e, &origin).flavor(FLAVOR))?;
     let g = start_all(s, &p).map_err(|e| e.flavor(FLAVOR))?.pop().ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no generation started").flavor(FLAVOR))?;
-    let plan = Plan { model: r.model, input_tokens: p.prompt.len(), mode: p.mode, stops };
+    let plan = Plan { model: r.model, input_tokens: p.prompt.len(), mode: p.mode };
     Ok((g, plan, r.stream.unwrap_or(false)))
 }
 
@@ -425,25 +420,13 @@ pub async fn messages(State(s): State<Shared>, body: Body) -> Response {
 
 // ---------------------------------------------------------------- answer
 
-/// The earliest stop sequence in the raw completion's content part (after `</think>` in
-/// thinking mode).
-fn stop_hit(raw: &str, mode: ThinkingMode, stops: &[String]) -> Option<String> {
-    let content = match mode {
-        ThinkingMode::Thinking => raw.split_once(THINK_END).map_or(raw, |(_, c)| c),
-        ThinkingMode::Chat => raw,
-    };
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| content.find(s.as_str()).map(|at| (at, s))).min_by_key(|(at, _)| *at).map(|(_, s)| s.clone())
-}
-
 /// `stop_reason` and `stop_sequence`.
-fn stop_reason(finish: Finish, raw: &str, plan: &Plan) -> (&'static str, Option<String>) {
-    match finish {
-        Finish::Length => ("max_tokens", None),
-        Finish::ToolCalls => ("tool_use", None),
-        Finish::Stop | Finish::Cancelled => match stop_hit(raw, plan.mode, &plan.stops) {
-            Some(s) if finish == Finish::Stop => ("stop_sequence", Some(s)),
-            _ => ("end_turn", None),
-        },
+fn stop_reason(finish: Finish, stop_sequence: Option<String>) -> (&'static str, Option<String>) {
+    match (finish, stop_sequence) {
+        (Finish::Length, _) => ("max_tokens", None),
+        (Finish::ToolCalls, _) => ("tool_use", None),
+        (Finish::Stop, Some(s)) => ("stop_sequence", Some(s)),
+        _ => ("end_turn", None),
     }
 }
 
@@ -465,14 +448,11 @@ fn tool_input(arguments: &str) -> Value {
 }
 
 async fn message_complete(mut g: Generation, plan: Plan) -> Response {
-    let (mut reasoning, mut text, mut raw, mut calls) = (String::new(), String::new(), String::new(), Vec::new());
+    let (mut reasoning, mut text, mut calls) = (String::new(), String::new(), Vec::new());
     let mut end = None;
     while let Some(item) = g.next().await {
         match item {
-            GenItem::Step { deltas, logprob } => {
-                if let Some(l) = logprob {
-                    raw += &l.token;
-                }
+            GenItem::Step { deltas, .. } => {
                 for d in deltas {
                     match d {
                         Delta::Reasoning(t) => reasoning += &t,
@@ -481,11 +461,11 @@ async fn message_complete(mut g: Generation, plan: Plan) -> Response {
                     }
                 }
             }
-            GenItem::Done { finish, usage, .. } => end = Some((finish, usage)),
+            GenItem::Done { finish, usage, stop_sequence, .. } => end = Some((finish, usage, stop_sequence)),
         }
     }
-    let (finish, usage) = match end {
-        Some((f, u)) if f != Finish::Cancelled => (f, u),
+    let (finish, usage, stop_sequence) = match end {
+        Some((f, u, s)) if f != Finish::Cancelled => (f, u, s),
         _ => return cancelled().into_response(),
     };
     let mut content = Vec::new();
@@ -496,7 +476,7 @@ async fn message_complete(mut g: Generation, plan: Plan) -> Response {
         content.push(json!({"type": "text", "text": text}));
     }
     content.extend(calls);
-    let (reason, seq) = stop_reason(finish, &raw, &plan);
+    let (reason, seq) = stop_reason(finish, stop_sequence);
     axum::Json(json!({
         "id": new_id("msg_"), "type": "message", "role": "assistant", "model": plan.model,
         "content": content, "stop_reason": reason, "stop_sequence": seq, "usage": usage_json(&usage),
@@ -519,10 +499,8 @@ enum Open {
 /// once) and the next block index.
 struct Streamer {
     g: Generation,
-    plan: Plan,
     open: Option<Open>,
     index: usize,
-    raw: String,
     ended: bool,
 }
 
@@ -558,10 +536,7 @@ impl Streamer {
     fn on_item(&mut self, item: GenItem) -> Vec<SseEvent> {
         let mut out = Vec::new();
         match item {
-            GenItem::Step { deltas, logprob } => {
-                if let Some(l) = logprob {
-                    self.raw += &l.token;
-                }
+            GenItem::Step { deltas, .. } => {
                 for d in deltas {
                     match d {
                         Delta::Reasoning(t) => self.text_delta(Open::Thinking, t, &mut out),
@@ -577,14 +552,14 @@ impl Streamer {
                     }
                 }
             }
-            GenItem::Done { finish, usage, .. } => {
+            GenItem::Done { finish, usage, stop_sequence, .. } => {
                 self.close(&mut out);
                 self.ended = true;
                 if finish == Finish::Cancelled {
                     out.push(event(cancelled().body()));
                     return out;
                 }
-                let (reason, seq) = stop_reason(finish, &self.raw, &self.plan);
+                let (reason, seq) = stop_reason(finish, stop_sequence);
                 out.push(event(json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": seq}, "usage": usage_json(&usage)})));
                 out.push(event(json!({"type": "message_stop"})));
             }
@@ -603,7 +578,7 @@ fn message_stream(g: Generation, plan: Plan) -> Sse<impl Stream<Item = Result<Ss
         },
     });
     let head = stream::iter(vec![event(start), event(json!({"type": "ping"}))]);
-    let st = Streamer { g, plan, open: None, index: 0, raw: String::new(), ended: false };
+    let st = Streamer { g, open: None, index: 0, ended: false };
     let body = stream::unfold(st, |mut st| async move {
         if st.ended {
             return None;
@@ -624,15 +599,6 @@ fn message_stream(g: Generation, plan: Plan) -> Sse<impl Stream<Item = Result<Ss
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stop_hit_looks_after_the_reasoning() {
-        let stops = vec!["END".to_string(), "##".to_string()];
-        assert_eq!(stop_hit("think END</think>Hello ## there END", ThinkingMode::Thinking, &stops), Some("##".into()));
-        assert_eq!(stop_hit("think END</think>Hello", ThinkingMode::Thinking, &stops), None);
-        assert_eq!(stop_hit("a END b", ThinkingMode::Chat, &stops), Some("END".into()));
-        assert_eq!(stop_hit("a END b", ThinkingMode::Chat, &[]), None);
-    }
 
     #[test]
     fn encoder_paths_are_renamed_after_the_request() {

@@ -55,7 +55,8 @@ pub struct TokenLogprob {
 pub enum GenItem {
     /// What one token added (possibly nothing visible yet).
     Step { deltas: Vec<Delta>, logprob: Option<TokenLogprob> },
-    Done { finish: Finish, usage: GenUsage, malformed: bool },
+    /// `stop_sequence`: the stop string that ended the content (finish Stop), if one did.
+    Done { finish: Finish, usage: GenUsage, malformed: bool, stop_sequence: Option<String> },
 }
 
 pub struct GenOptions {
@@ -132,7 +133,7 @@ impl Generation {
                 // The engine thread stopped (shutdown): end the generation as cancelled.
                 self.done = true;
                 self.count_finished(self.tokens_seen);
-                Some(GenItem::Done { finish: Finish::Cancelled, usage: self.usage, malformed: false })
+                Some(GenItem::Done { finish: Finish::Cancelled, usage: self.usage, malformed: false, stop_sequence: None })
             }
         }
     }
@@ -180,7 +181,8 @@ impl Generation {
             FinishReason::Cancelled => Finish::Cancelled,
         };
         self.count_finished(self.usage.completion_tokens);
-        self.pending.push_back(GenItem::Done { finish, usage: self.usage, malformed: self.text.malformed() });
+        let stop_sequence = self.text.stop_sequence().map(str::to_string);
+        self.pending.push_back(GenItem::Done { finish, usage: self.usage, malformed: self.text.malformed(), stop_sequence });
         GenItem::Step { deltas: tail, logprob: None }
     }
 

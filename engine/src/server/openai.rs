@@ -121,7 +121,7 @@ fn valid_tool_name(name: &str) -> bool {
 }
 
 /// Sampling values shared by the chat and FIM routes.
-pub fn sampling(s: &AppState, temperature: Option<f32>, top_p: Option<f32>, top_k: Option<usize>, seed: Option<u64>, thinking: bool, logprobs: Option<usize>) -> Result<SamplingParams, ApiError> {
+pub fn sampling(temperature: Option<f32>, top_p: Option<f32>, top_k: Option<usize>, seed: Option<u64>, thinking: bool, logprobs: Option<usize>) -> Result<SamplingParams, ApiError> {
     let mut p = SamplingParams { temperature: temperature.unwrap_or(1.0), top_p: top_p.unwrap_or(1.0), top_k: top_k.unwrap_or(0), seed, logprobs };
     p.validate().map_err(|e| {
         let param = match e {
@@ -136,7 +136,6 @@ pub fn sampling(s: &AppState, temperature: Option<f32>, top_p: Option<f32>, top_
         p.temperature = 1.0;
         p.top_p = 1.0;
     }
-    let _ = s;
     Ok(p)
 }
 
@@ -208,7 +207,7 @@ pub fn prepare_chat(s: &AppState, mut r: ChatRequest, flavor: Flavor) -> Result<
     if r.top_logprobs.is_some() && !logprobs {
         return Err(ApiError::bad_request("top_logprobs requires logprobs: true").param("top_logprobs").flavor(flavor));
     }
-    let params = sampling(s, r.temperature, r.top_p, r.top_k, r.seed, thinking, logprobs.then_some(r.top_logprobs.unwrap_or(0))).map_err(|e| e.flavor(flavor))?;
+    let params = sampling(r.temperature, r.top_p, r.top_k, r.seed, thinking, logprobs.then_some(r.top_logprobs.unwrap_or(0))).map_err(|e| e.flavor(flavor))?;
     let stops = stops(r.stop.take()).map_err(|e| e.flavor(flavor))?;
 
     // Tools and tool_choice.
@@ -401,7 +400,7 @@ pub async fn chat_completions(State(s): State<Shared>, body: Body) -> Response {
     };
     let (id, created) = (new_id("chatcmpl-"), now_secs());
     if stream {
-        chat_stream(gens, id, created, model, p.mode, include_usage).into_response()
+        chat_stream(gens, id, created, model, include_usage).into_response()
     } else {
         chat_complete(gens, id, created, model, p.mode).await.into_response()
     }
@@ -479,10 +478,9 @@ enum ChoiceOut {
     End(GenUsage),
 }
 
-fn choice_stream(g: Generation, index: usize, mode: ThinkingMode) -> impl Stream<Item = ChoiceOut> + Send {
+fn choice_stream(g: Generation, index: usize) -> impl Stream<Item = ChoiceOut> + Send {
     // First chunk: the role.
     let first = json!({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null});
-    let _ = mode;
     stream::once(async move { ChoiceOut::Chunk(first) }).chain(stream::unfold((g, false), move |(mut g, ended)| async move {
         if ended {
             return None;
@@ -523,9 +521,9 @@ fn choice_stream(g: Generation, index: usize, mode: ThinkingMode) -> impl Stream
     .flatten())
 }
 
-fn chat_stream(gens: Vec<Generation>, id: String, created: u64, model: String, mode: ThinkingMode, include_usage: bool) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+fn chat_stream(gens: Vec<Generation>, id: String, created: u64, model: String, include_usage: bool) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let n = gens.len();
-    let merged = stream::select_all(gens.into_iter().enumerate().map(|(i, g)| choice_stream(g, i, mode).boxed()));
+    let merged = stream::select_all(gens.into_iter().enumerate().map(|(i, g)| choice_stream(g, i).boxed()));
     let envelope = move |choices: Value, usage: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "dsv4", "choices": choices, "usage": usage})
     };
@@ -604,7 +602,7 @@ async fn fim(s: &AppState, r: FimRequest) -> Result<Response, ApiError> {
     };
     let prompt = s.tokenizer.encode(&text);
     check_prompt_len(s, prompt.len(), "prompt")?;
-    let params = sampling(s, r.temperature, r.top_p, None, r.seed, false, r.logprobs)?;
+    let params = sampling(r.temperature, r.top_p, None, r.seed, false, r.logprobs)?;
     let p = Prepared {
         max_tokens: max_tokens(s, r.max_tokens, prompt.len())?,
         prompt,
