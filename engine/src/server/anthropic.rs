@@ -486,7 +486,7 @@ async fn message_complete(mut g: Generation, plan: Plan) -> Response {
 
 fn event(data: Value) -> SseEvent {
     let name = data["type"].as_str().unwrap_or("message").to_string();
-    SseEvent::default().event(name).data(data.to_string())
+    SseEvent::default().event(name).data(super::sse_json(&data))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -141,6 +141,17 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
     v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
 }
 
+/// JSON text for a server-sent event. Besides what JSON escapes anyway, the Unicode line
+/// separators (U+0085, U+2028, U+2029) are escaped too: clients that split an event stream into
+/// lines with a general Unicode line splitter would otherwise cut a chunk in two.
+pub fn sse_json(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if !s.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return s;
+    }
+    s.replace('\u{85}', "\\u0085").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029")
+}
+
 /// Compares without an early exit, so the time taken does not reveal the matching prefix.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() != b.len()) as u8;
@@ -208,6 +219,15 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::constant_time_eq;
+
+    #[test]
+    fn sse_json_escapes_unicode_line_separators() {
+        let v = serde_json::json!({"t": "a\u{2028}b\u{85}c\u{2029}\n"});
+        let s = super::sse_json(&v);
+        assert_eq!(s.lines().count(), 1);
+        assert!(!s.contains(['\u{85}', '\u{2028}', '\u{2029}']), "{s}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+    }
 
     #[test]
     fn constant_time_eq_is_equality() {

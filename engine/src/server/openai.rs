@@ -24,7 +24,7 @@ use crate::sampling::SamplingParams;
 
 use super::errors::{ApiError, Flavor};
 use super::generation::{Finish, GenItem, GenOptions, GenUsage, Generation, TokenLogprob};
-use super::{json_body, AppState, Shared, MODEL_IDS};
+use super::{json_body, sse_json, AppState, Shared, MODEL_IDS};
 
 /// Most choices a request may ask for.
 pub const MAX_N: usize = 8;
@@ -536,14 +536,14 @@ fn chat_stream(gens: Vec<Generation>, id: String, created: u64, model: String, i
             loop {
                 match merged.next().await {
                     Some(ChoiceOut::Chunk(c)) => {
-                        let ev = SseEvent::default().data(envelope(json!([c]), Value::Null).to_string());
+                        let ev = SseEvent::default().data(sse_json(&envelope(json!([c]), Value::Null)));
                         return Some((vec![ev], (merged, usages, false)));
                     }
                     Some(ChoiceOut::End(u)) => usages.push(u),
                     None => {
                         let mut evs = Vec::new();
                         if include_usage && usages.len() == n {
-                            evs.push(SseEvent::default().data(envelope(json!([]), usage_json(&total_usage(&usages))).to_string()));
+                            evs.push(SseEvent::default().data(sse_json(&envelope(json!([]), usage_json(&total_usage(&usages))))));
                         }
                         evs.push(SseEvent::default().data("[DONE]"));
                         return Some((evs, (merged, usages, true)));
@@ -633,7 +633,7 @@ async fn fim(s: &AppState, r: FimRequest) -> Result<Response, ApiError> {
             if ended {
                 return None;
             }
-            let chunk = |choices: Value, usage: Value| SseEvent::default().data(json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": choices, "usage": usage}).to_string());
+            let chunk = |choices: Value, usage: Value| SseEvent::default().data(sse_json(&json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": choices, "usage": usage})));
             match g.next().await {
                 Some(GenItem::Step { deltas, logprob }) => {
                     let text: String = deltas.into_iter().filter_map(|d| if let Delta::Content(t) = d { Some(t) } else { None }).collect();
