@@ -37,7 +37,7 @@
 //! scan), with only tokens holding `<` or `/` tried here. About 0.1-2.5 ms per mask on the real
 //! 129,280-token vocabulary.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ use super::json::{looks_special, JsonConstraint, JsonGrammar, JsonSchema};
 use super::Constraint;
 use crate::chat::DSML;
 
-type Vocab = Arc<Vec<Box<[u8]>>>;
+use super::Vocab;
 
 /// The parser's tool-call start marker (`TC_OPEN` of `chat::parse`).
 fn open_marker() -> String {
@@ -764,16 +764,8 @@ impl VocabInfo {
 
     /// One table per vocabulary (by `Arc` identity), built on first use.
     fn shared(vocab: &Vocab) -> Arc<VocabInfo> {
-        type Cache = Vec<(Weak<Vec<Box<[u8]>>>, Arc<VocabInfo>)>;
-        static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, info)) = cache.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(vocab))) {
-            return Arc::clone(info);
-        }
-        let info = Arc::new(VocabInfo::build(vocab));
-        cache.push((Arc::downgrade(vocab), Arc::clone(&info)));
-        info
+        static CACHE: super::VocabCache<VocabInfo> = Mutex::new(Vec::new());
+        super::per_vocab(&CACHE, vocab, |v| VocabInfo::build(v))
     }
 }
 

@@ -16,7 +16,7 @@
 //! magnitude by their digit counts (integer digits + exponent <= 308, so 1.5e308 is refused
 //! although finite) with exponents of at most 8 digits, surrogate escapes only in valid pairs.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -1258,7 +1258,7 @@ struct VocabIndex {
     max_len: usize,
 }
 
-type Vocab = Arc<Vec<Box<[u8]>>>;
+use super::Vocab;
 
 impl VocabIndex {
     fn build(vocab: &[Box<[u8]>]) -> VocabIndex {
@@ -1291,16 +1291,8 @@ impl VocabIndex {
 
     /// One index per vocabulary table (by `Arc` identity), built on first use.
     fn shared(vocab: &Vocab) -> Arc<VocabIndex> {
-        type Cache = Vec<(Weak<Vec<Box<[u8]>>>, Arc<VocabIndex>)>;
-        static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((_, idx)) = cache.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(vocab))) {
-            return Arc::clone(idx);
-        }
-        let idx = Arc::new(VocabIndex::build(vocab));
-        cache.push((Arc::downgrade(vocab), Arc::clone(&idx)));
-        idx
+        static CACHE: super::VocabCache<VocabIndex> = Mutex::new(Vec::new());
+        super::per_vocab(&CACHE, vocab, |v| VocabIndex::build(v))
     }
 }
 
