@@ -39,7 +39,7 @@ fi
 if [[ -n "${DSV4_BIN:-}" ]]; then
     BIN="$DSV4_BIN"
 else
-    BIN="$ROOT/target/debug/dsv4"
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/dsv4"
     if [[ ! -x "$BIN" ]] || command -v cargo >/dev/null 2>&1; then
         log "cargo build -p dsv4"
         cargo build -q -p dsv4
