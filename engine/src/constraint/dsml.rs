@@ -119,17 +119,10 @@ impl Utf8 {
             (self.lo, self.hi) = (0x80, 0xBF);
             return true;
         }
-        let (need, lo, hi) = match b {
-            0x00..=0x7F => return true,
-            0xC2..=0xDF => (1, 0x80, 0xBF),
-            0xE0 => (2, 0xA0, 0xBF),
-            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-            0xED => (2, 0x80, 0x9F),
-            0xF0 => (3, 0x90, 0xBF),
-            0xF1..=0xF3 => (3, 0x80, 0xBF),
-            0xF4 => (3, 0x80, 0x8F),
-            _ => return false,
-        };
+        if b < 0x80 {
+            return true;
+        }
+        let Some((need, lo, hi)) = super::utf8_lead(b) else { return false };
         *self = Utf8 { need, lo, hi };
         true
     }

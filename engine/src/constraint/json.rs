@@ -894,14 +894,10 @@ impl JsonSchema {
             }
             0..=0x1F => return false,
             0x20..=0x7F => (0, 0, 0),
-            0xC2..=0xDF => (1, 0x80, 0xBF),
-            0xE0 => (2, 0xA0, 0xBF),
-            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-            0xED => (2, 0x80, 0x9F),
-            0xF0 => (3, 0x90, 0xBF),
-            0xF1..=0xF3 => (3, 0x80, 0xBF),
-            0xF4 => (3, 0x80, 0x8F),
-            _ => return false,
+            _ => match super::utf8_lead(b) {
+                Some(lead) => lead,
+                None => return false,
+            },
         };
         h.need = need;
         h.lo = lo;

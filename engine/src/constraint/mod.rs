@@ -25,6 +25,22 @@ pub fn per_vocab<T>(cache: &VocabCache<T>, vocab: &Vocab, build: impl FnOnce(&Vo
     t
 }
 
+/// A byte that starts a multi-byte UTF-8 character: how many continuation bytes follow and the
+/// range the first of them must lie in (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
+/// None for ASCII and for bytes that cannot start a character.
+pub fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
+    Some(match b {
+        0xC2..=0xDF => (1, 0x80, 0xBF),
+        0xE0 => (2, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+        0xED => (2, 0x80, 0x9F),
+        0xF0 => (3, 0x90, 0xBF),
+        0xF1..=0xF3 => (3, 0x80, 0xBF),
+        0xF4 => (3, 0x80, 0x8F),
+        _ => return None,
+    })
+}
+
 /// Restricts which tokens may be sampled next.
 pub trait Constraint: Send {
     /// Set the logits of tokens that may not come next to -inf. At least one token (EOS when
