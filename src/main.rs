@@ -30,6 +30,8 @@ enum Command {
     Parse(cli::parse::Args),
     /// Serve the DeepSeek API (OpenAI- and Anthropic-compatible) over HTTP.
     Serve(cli::serve::Args),
+    /// The PTX emulator: run a kernel of any PTX file on the CPU; list instruction coverage.
+    Emu(cli::emu::Args),
 }
 
 fn main() {
@@ -43,6 +45,7 @@ fn main() {
         Command::Serve(args) => cli::serve::run(args),
         Command::Encode(args) => cli::encode::run(args),
         Command::Parse(args) => cli::parse::run(args),
+        Command::Emu(args) => cli::emu::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -24,6 +24,22 @@ impl Gpu {
         Gpu::new(Arc::new(EmuLauncher::new()))
     }
 
+    /// CUDA device `ordinal` through cudarc; an error (never a panic) when there is no driver,
+    /// no device, or the device is not sm_90.
+    pub fn cuda(ordinal: usize) -> Result<Gpu, GpuError> {
+        Ok(Gpu::new(Arc::new(crate::cuda_launcher::CudaLauncher::new(ordinal)?)))
+    }
+
+    /// The device the kernel tests run on: the emulator, or the GPU when `DSV4_TEST_DEVICE=cuda`
+    /// (scripts/gpu-check.sh runs every test binary both ways and compares).
+    pub fn for_tests() -> Gpu {
+        match std::env::var("DSV4_TEST_DEVICE").as_deref() {
+            Ok("cuda") => Gpu::cuda(0).unwrap_or_else(|e| panic!("DSV4_TEST_DEVICE=cuda but no usable GPU: {e}")),
+            Ok("emu") | Err(_) => Gpu::emu(),
+            Ok(other) => panic!("DSV4_TEST_DEVICE={other:?}: expected cuda or emu"),
+        }
+    }
+
     pub fn launcher(&self) -> &dyn Launcher {
         &*self.launcher
     }

@@ -10,6 +10,7 @@
 //!   tests in `tests/` compare each with the reference on the emulator.
 pub use dsv4_reference as reference;
 
+pub mod cuda_launcher;
 pub mod emu_launcher;
 pub mod gpu;
 pub mod launch;

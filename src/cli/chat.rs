@@ -8,7 +8,9 @@ use dsv4_engine::chat::encode::Message;
 use dsv4_engine::chat::ThinkingMode;
 
 use super::generate::generate_turn;
-use super::model::{load, ModelArgs, SamplingArgs};
+use dsv4_engine::backend::Backend;
+
+use super::model::{load, with_loaded, Loaded, ModelArgs, SamplingArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,7 +28,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let params = a.sampling.params()?;
-    let mut loaded = load(&a.model)?;
+    with_loaded!(load(&a.model)?, loaded => chat_loop(loaded, &a, params))
+}
+
+fn chat_loop<B: Backend>(mut loaded: Loaded<B>, a: &Args, params: dsv4_engine::sampling::SamplingParams) -> Result<()> {
     let mode = if a.thinking { ThinkingMode::Thinking } else { ThinkingMode::Chat };
     let fresh = || a.system.as_deref().map(Message::system).into_iter().collect::<Vec<_>>();
     let mut history = fresh();

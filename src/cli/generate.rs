@@ -11,7 +11,9 @@ use dsv4_engine::chat::ThinkingMode;
 use dsv4_engine::engine::{Event, FinishReason, Request};
 use dsv4_engine::text_stream::TextStream;
 
-use super::model::{load, Loaded, ModelArgs, SamplingArgs};
+use dsv4_engine::backend::Backend;
+
+use super::model::{load, with_loaded, Loaded, ModelArgs, SamplingArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,10 +31,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let params = a.sampling.params()?;
-    let mut loaded = load(&a.model)?;
     let mode = if a.thinking { ThinkingMode::Thinking } else { ThinkingMode::Chat };
     let messages = vec![Message::user(&a.prompt)];
-    let answer = generate_turn(&mut loaded, messages, mode, params, a.sampling.max_tokens)?;
+    let answer = with_loaded!(load(&a.model)?, loaded => {
+        let mut loaded = loaded;
+        generate_turn(&mut loaded, messages, mode, params, a.sampling.max_tokens)?
+    });
     if answer.finish == FinishReason::Length {
         eprintln!("(stopped at --max-tokens {})", a.sampling.max_tokens);
     }
@@ -47,7 +51,7 @@ pub struct Turn {
 }
 
 /// Encode the conversation, generate the assistant turn streaming it to stdout, print speeds.
-pub fn generate_turn(loaded: &mut Loaded, messages: Vec<Message>, mode: ThinkingMode, params: dsv4_engine::sampling::SamplingParams, max_tokens: usize) -> Result<Turn> {
+pub fn generate_turn<B: Backend>(loaded: &mut Loaded<B>, messages: Vec<Message>, mode: ThinkingMode, params: dsv4_engine::sampling::SamplingParams, max_tokens: usize) -> Result<Turn> {
     let text = encode_conversation(&EncodeRequest::new(messages, mode))?;
     let prompt = loaded.tokenizer.encode(&text);
     let limit = loaded.engine.max_context();

@@ -6,7 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dsv4_reference::{ActQuant, Logits, Model};
+use dsv4_engine::backend::gpu::GpuBackend;
+use dsv4_engine::backend::{Backend, Chunk};
+use dsv4_engine::model_step;
 use safetensors::{Dtype, SafeTensors};
+
+use super::model::{open_device, DeviceChoice};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,6 +30,10 @@ pub struct Args {
     /// Output safetensors: prefill_logits_all [B,P,V], decode_logits [B,N-P,V], mtp_logits [B,V].
     #[arg(long)]
     out: PathBuf,
+    /// cpu runs the reference model; cuda and emu run the CUDA backend (on a GPU, or on the PTX
+    /// emulator) through the engine's model step; auto picks cuda when a usable GPU is present.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -34,6 +43,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     let model = Model::load(&a.model).with_context(|| format!("loading the model from {}", a.model.display()))?;
     let aq = if a.no_act_quant { ActQuant::Off } else { ActQuant::On };
+    if let Some(gpu) = open_device(a.device)? {
+        return run_on_backend(&a, gpu, model, batch, n, &ids, aq);
+    }
     let (p, v) = (a.prefill, model.cfg.vocab_size);
     let mut prefill_all = Vec::with_capacity(batch * p * v);
     let mut decode = Vec::with_capacity(batch * (n - p) * v);
@@ -61,6 +73,32 @@ pub fn run(a: Args) -> Result<()> {
         tensors.push(("mtp_logits", vec![batch, v], &mtp));
     }
     write_f32(&a.out, &tensors)
+}
+
+/// The same teacher-forced run through the engine's model step on the CUDA backend. The MTP
+/// block is not on that backend yet, so no `mtp_logits` are written.
+fn run_on_backend(a: &Args, gpu: dsv4_kernels::Gpu, model: Model, batch: usize, n: usize, ids: &[u32], aq: ActQuant) -> Result<()> {
+    let (p, v) = (a.prefill, model.cfg.vocab_size);
+    if let Some((i, &t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= v) {
+        bail!("'input_ids' in {} holds token id {t} at index {i}, outside the vocabulary (size {v})", a.input.display());
+    }
+    if n > model.cfg.max_seq_len {
+        bail!("{}: sequences of {n} tokens exceed the model's max_seq_len {}", a.input.display(), model.cfg.max_seq_len);
+    }
+    let mut b = GpuBackend::new(gpu, model).context("uploading the model to the device")?;
+    let mut prefill_all = Vec::with_capacity(batch * p * v);
+    let mut decode = Vec::with_capacity(batch * (n - p) * v);
+    for seq in ids.chunks(n) {
+        b.state_reset(0);
+        let all: Vec<usize> = (0..p).collect();
+        prefill_all.extend(model_step::forward(&mut b, &seq[..p], &[Chunk { slot: 0, pos0: 0, rows: 0..p }], aq, &all));
+        for (i, &t) in seq[p..].iter().enumerate() {
+            decode.extend(model_step::forward(&mut b, &[t], &[Chunk { slot: 0, pos0: p + i, rows: 0..1 }], aq, &[0]));
+        }
+        b.state_release(0);
+    }
+    eprintln!("note: mtp_logits are not computed on {} (the MTP block runs on the cpu device only)", b.name());
+    write_f32(&a.out, &[("prefill_logits_all", vec![batch, p, v], &prefill_all), ("decode_logits", vec![batch, n - p, v], &decode)])
 }
 
 /// `input_ids` [B, N] as u32, with B and N.

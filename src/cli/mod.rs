@@ -1,5 +1,6 @@
 pub mod chat;
 pub mod compare;
+pub mod emu;
 pub mod encode;
 pub mod generate;
 pub mod init_tiny;

@@ -1,10 +1,14 @@
 //! Opening a model folder for the commands that generate text: the checkpoint, its tokenizer,
-//! and an engine on the CPU backend. Without `--model`, the tiny random model in the cache.
+//! and an engine on the chosen backend (`--device`). Without `--model`, the tiny random model in
+//! the cache.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use dsv4_engine::backend::cpu::CpuBackend;
+use dsv4_engine::backend::gpu::GpuBackend;
+use dsv4_engine::backend::Backend;
+use dsv4_kernels::Gpu;
 use dsv4_engine::engine::{Engine, EngineConfig};
 use dsv4_engine::sampling::SamplingParams;
 use dsv4_engine::tokenizer::Tokenizer;
@@ -20,6 +24,18 @@ pub struct ModelArgs {
     /// Switch the activation-quantisation simulation off (the golden "smooth" mode).
     #[arg(long)]
     pub no_act_quant: bool,
+    /// Where the model runs: cuda (an H100/H200), emu (the CUDA backend on the PTX emulator:
+    /// slow, for checking kernels), cpu; auto picks cuda when a usable GPU is present.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+    Emu,
 }
 
 /// Sampling flags shared by `generate` and `chat`.
@@ -50,12 +66,29 @@ impl SamplingArgs {
     }
 }
 
-pub struct Loaded {
-    pub engine: Engine<CpuBackend>,
+pub struct Loaded<B: Backend> {
+    pub engine: Engine<B>,
     pub tokenizer: Tokenizer,
     /// The folder's name: served as a model id.
     pub name: String,
 }
+
+/// A loaded model on whichever backend `--device` chose.
+pub enum AnyLoaded {
+    Cpu(Loaded<CpuBackend>),
+    Gpu(Loaded<GpuBackend>),
+}
+
+/// Run `$body` with `$l` bound to the `Loaded<B>` inside an `AnyLoaded`, whatever its backend.
+macro_rules! with_loaded {
+    ($any:expr, $l:ident => $body:expr) => {
+        match $any {
+            $crate::cli::model::AnyLoaded::Cpu($l) => $body,
+            $crate::cli::model::AnyLoaded::Gpu($l) => $body,
+        }
+    };
+}
+pub(crate) use with_loaded;
 
 pub fn model_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     match arg {
@@ -68,7 +101,7 @@ pub fn model_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-pub fn load(args: &ModelArgs) -> Result<Loaded> {
+pub fn load(args: &ModelArgs) -> Result<AnyLoaded> {
     let dir = model_dir(&args.model)?;
     if !dir.is_dir() {
         bail!("model folder {} does not exist or is not a folder", dir.display());
@@ -79,9 +112,41 @@ pub fn load(args: &ModelArgs) -> Result<Loaded> {
         bail!("{}: the tokenizer has {} ids but the model's vocab_size is {}", dir.display(), tokenizer.vocab_size(), model.cfg.vocab_size);
     }
     let act_quant = if args.no_act_quant { ActQuant::Off } else { ActQuant::On };
-    let engine = Engine::new(CpuBackend::new(model), EngineConfig { act_quant, ..EngineConfig::default() });
+    let cfg = EngineConfig { act_quant, ..EngineConfig::default() };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    Ok(Loaded { engine, tokenizer, name })
+    Ok(match open_device(args.device)? {
+        None => AnyLoaded::Cpu(Loaded { engine: Engine::new(CpuBackend::new(model), cfg), tokenizer, name }),
+        Some(gpu) => {
+            let backend = GpuBackend::new(gpu, model).with_context(|| format!("uploading the model from {} to the device", dir.display()))?;
+            AnyLoaded::Gpu(Loaded { engine: Engine::new(backend, cfg), tokenizer, name })
+        }
+    })
+}
+
+/// The GPU `choice` names (None: the CPU backend). `auto` says in one log line why it chose.
+pub fn open_device(choice: DeviceChoice) -> Result<Option<Gpu>> {
+    match choice {
+        DeviceChoice::Cpu => Ok(None),
+        DeviceChoice::Emu => {
+            eprintln!("device: the CUDA backend on the PTX emulator (slow: for checking kernels)");
+            Ok(Some(Gpu::emu()))
+        }
+        DeviceChoice::Cuda => {
+            let gpu = Gpu::cuda(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
+            eprintln!("device: {}", gpu.name());
+            Ok(Some(gpu))
+        }
+        DeviceChoice::Auto => match Gpu::cuda(0) {
+            Ok(gpu) => {
+                eprintln!("device: {} (auto)", gpu.name());
+                Ok(Some(gpu))
+            }
+            Err(e) => {
+                eprintln!("device: cpu (auto: {e})");
+                Ok(None)
+            }
+        },
+    }
 }
 
 fn open_tokenizer(dir: &Path) -> Result<Tokenizer> {

@@ -7,7 +7,9 @@ use dsv4_engine::engine::{Engine, EngineConfig};
 use dsv4_engine::server::{self, AppState, ServerConfig};
 use dsv4_engine::service::EngineService;
 
-use super::model::{load, ModelArgs};
+use dsv4_engine::backend::Backend;
+
+use super::model::{load, with_loaded, Loaded, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,7 +55,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let loaded = load(&a.model)?;
+    with_loaded!(load(&a.model)?, loaded => serve_with(loaded, a))
+}
+
+fn serve_with<B: Backend + 'static>(loaded: Loaded<B>, a: Args) -> Result<()> {
     let mut cfg = EngineConfig { max_running: a.max_running, max_waiting: a.max_queued, max_batch_tokens: a.max_batch_tokens, ..EngineConfig::default() };
     cfg.prefix_cache_bytes = a.prefix_cache_mib << 20;
     cfg.state_budget_bytes = a.state_mib << 20;

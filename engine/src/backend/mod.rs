@@ -4,6 +4,7 @@
 //! engine's model step (`crate::model_step`) is written against this trait only.
 
 pub mod cpu;
+pub mod gpu;
 
 use std::ops::Range;
 

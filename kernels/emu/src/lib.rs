@@ -11,7 +11,11 @@
 //! `Launcher` trait in `dsv4-kernels`.
 
 pub mod api;
+pub mod coverage;
+pub mod decode;
 pub mod device;
+pub mod exec;
+pub mod mem;
 pub mod num;
 pub mod ptx;
 pub mod tensor;

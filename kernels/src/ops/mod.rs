@@ -2,7 +2,9 @@
 //! kernels. Each mirrors a `dsv4-reference` op named in its doc; `tests/` holds the property
 //! tests that compare them on the emulator.
 pub mod attention;
+pub mod attn_state;
 pub mod compressor;
+pub mod copy;
 pub mod embed;
 pub mod indexer;
 pub mod linear;

@@ -1,0 +1,136 @@
+//! `Launcher` on a real GPU through cudarc (driver API loaded at run time, so the build needs
+//! no CUDA). The embedded PTX is JIT-compiled by the driver (`cuModuleLoadData`); launches go
+//! to the legacy null stream, so they and the synchronous copies run in order.
+
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{result, sys, CudaContext};
+
+use crate::launch::{DevPtr, GpuError, KernelArg, LaunchCfg, Launcher, ModuleId};
+
+pub struct CudaLauncher {
+    ctx: Arc<CudaContext>,
+    name: String,
+    /// Loaded modules (raw handles: kept for the process lifetime).
+    modules: Mutex<Vec<Module>>,
+}
+
+struct Module {
+    name: String,
+    handle: sys::CUmodule,
+    functions: Vec<(String, sys::CUfunction)>,
+}
+
+// The raw handles are plain driver identifiers, usable from any thread with the context bound.
+unsafe impl Send for Module {}
+
+fn err(what: &str, e: impl std::fmt::Debug) -> GpuError {
+    GpuError(format!("{what}: {e:?}"))
+}
+
+/// Why there is no usable GPU, or None when device `ordinal` is an sm_90 GPU we can drive.
+/// Never panics: cudarc panics when libcuda is absent, so that is checked first.
+pub fn probe(ordinal: usize) -> Result<(Arc<CudaContext>, String), String> {
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no CUDA driver (libcuda.so) found".into());
+    }
+    let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+        .map_err(|_| "the CUDA driver lacks a symbol cudarc needs (driver too old?)".to_string())?
+        .map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
+    let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+    let (major, minor) = ctx.compute_capability().map_err(|e| format!("{e:?}"))?;
+    if (major, minor) != (9, 0) {
+        return Err(format!("{name} is sm_{major}{minor}; our kernels need sm_90 (H100/H200)"));
+    }
+    Ok((ctx, format!("cuda ({name}, sm_90)")))
+}
+
+impl CudaLauncher {
+    pub fn new(ordinal: usize) -> Result<CudaLauncher, GpuError> {
+        let (ctx, name) = probe(ordinal).map_err(GpuError)?;
+        Ok(CudaLauncher { ctx, name, modules: Mutex::new(Vec::new()) })
+    }
+
+    fn bind(&self) -> Result<(), GpuError> {
+        self.ctx.bind_to_thread().map_err(|e| err("binding the CUDA context", e))
+    }
+}
+
+impl Launcher for CudaLauncher {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn alloc(&self, bytes: usize) -> Result<DevPtr, GpuError> {
+        self.bind()?;
+        unsafe { result::malloc_sync(bytes.max(1)) }.map_err(|e| err(&format!("allocating {bytes} bytes"), e))
+    }
+    fn free(&self, ptr: DevPtr) -> Result<(), GpuError> {
+        self.bind()?;
+        unsafe { result::free_sync(ptr) }.map_err(|e| err("cuMemFree", e))
+    }
+    fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<(), GpuError> {
+        self.bind()?;
+        unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| err("copy to device", e))
+    }
+    fn dtoh(&self, src: DevPtr, dst: &mut [u8]) -> Result<(), GpuError> {
+        self.bind()?;
+        unsafe { result::memcpy_dtoh_sync(dst, src) }.map_err(|e| err("copy to host", e))
+    }
+    fn memset(&self, dst: DevPtr, byte: u8, len: usize) -> Result<(), GpuError> {
+        self.bind()?;
+        unsafe { result::memset_d8_sync(dst, byte, len) }.map_err(|e| err("memset", e))
+    }
+    fn load_module(&self, name: &str, ptx: &str) -> Result<ModuleId, GpuError> {
+        self.bind()?;
+        let text = CString::new(ptx).map_err(|_| GpuError(format!("module {name}: PTX holds a NUL byte")))?;
+        let handle = unsafe { result::module::load_data(text.as_ptr() as *const c_void) }.map_err(|e| err(&format!("JIT of module {name}"), e))?;
+        let mut mods = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        mods.push(Module { name: name.to_string(), handle, functions: Vec::new() });
+        Ok(ModuleId(mods.len() - 1))
+    }
+    fn launch(&self, m: ModuleId, kernel: &str, cfg: &LaunchCfg, args: &[KernelArg]) -> Result<(), GpuError> {
+        self.bind()?;
+        let f = {
+            let mut mods = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+            let module = mods.get_mut(m.0).ok_or_else(|| GpuError(format!("unknown module {m:?}")))?;
+            match module.functions.iter().find(|(n, _)| n == kernel) {
+                Some((_, f)) => *f,
+                None => {
+                    let cname = CString::new(kernel).map_err(|_| GpuError("kernel name holds a NUL byte".into()))?;
+                    let f = unsafe { result::module::get_function(module.handle, cname) }.map_err(|e| err(&format!("kernel {kernel} in module {}", module.name), e))?;
+                    if cfg.shared > 48 * 1024 {
+                        unsafe {
+                            result::function::set_function_attribute(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, cfg.shared as i32)
+                        }
+                        .map_err(|e| err("raising the dynamic shared memory limit", e))?;
+                    }
+                    module.functions.push((kernel.to_string(), f));
+                    f
+                }
+            }
+        };
+        // Each argument's bytes live in `storage`; the driver reads them through `ptrs`.
+        let mut storage: Vec<Vec<u8>> = args
+            .iter()
+            .map(|a| match a {
+                KernelArg::Ptr(p) | KernelArg::U64(p) => p.to_le_bytes().to_vec(),
+                KernelArg::U32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::I32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::I64(v) => v.to_le_bytes().to_vec(),
+                KernelArg::F32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::F64(v) => v.to_le_bytes().to_vec(),
+                KernelArg::Bytes(b) => b.clone(),
+            })
+            .collect();
+        let mut ptrs: Vec<*mut c_void> = storage.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
+        let g = (cfg.grid[0], cfg.grid[1], cfg.grid[2]);
+        let b = (cfg.block[0], cfg.block[1], cfg.block[2]);
+        // The legacy null stream: ordered with the synchronous copies above and every launch.
+        unsafe { result::launch_kernel(f, g, b, cfg.shared, std::ptr::null_mut(), &mut ptrs) }.map_err(|e| err(&format!("launching {kernel}"), e))
+    }
+    fn synchronize(&self) -> Result<(), GpuError> {
+        self.bind()?;
+        result::ctx::synchronize().map_err(|e| err("synchronize (an earlier kernel faulted?)", e))
+    }
+}
