@@ -10,6 +10,8 @@
 //  misaligned_load:     a 4-byte global load from an address that is 2 mod 4.
 //  uninit_shared:       reads shared memory nobody wrote: sees the poison pattern (0xFF bytes),
 //                       which is what the emulator promises (no error: this one must run).
+//  spin_forever:        waits for a flag nobody sets; the instruction budget (Device::set_budget)
+//                       must stop it with an error instead of hanging the test.
 //  cp_async_early_read: reads a cp.async destination before cp.async.wait_all (a missing wait):
 //                       the emulator completes async copies at the latest legal point, so the
 //                       early read sees poison; after the wait the data is there.
@@ -63,4 +65,10 @@ extern "C" __global__ void cp_async_early_read(const uint32_t* __restrict__ in, 
   out[2 * t] = *reinterpret_cast<volatile uint32_t*>(&s[4 * t]);  // too early
   asm volatile("cp.async.wait_all;" ::: "memory");
   out[2 * t + 1] = *reinterpret_cast<volatile uint32_t*>(&s[4 * t]);
+}
+
+extern "C" __global__ void spin_forever(const volatile uint32_t* flag, uint32_t* out) {
+  uint32_t n = 0;
+  while (*flag == 0u) ++n;
+  out[threadIdx.x] = n;
 }

@@ -7,6 +7,10 @@
 //    unsigned min/max/compares, f32 compares, __syncwarp (bar.warp.sync) and a shuffle after it.
 //    8 u32 results per thread; launch exactly n threads (no bounds guard: the shuffle needs
 //    full warps).
+//  misc_ops2: forms our production kernels use: ld.global.nc.v4.f32 and .s32, NaN tests
+//    (x != x: setp.nan.f32), u64 <-> f64 conversions (cvt.rn.f64.u64, cvt.rzi.u64.f64, with
+//    saturation), f64 compares, 16-bit multiplies and selects (mul.wide.u16, selp.u16,
+//    setp.ne.s16). 10 u32 results per element.
 #include <cstdint>
 
 struct alignas(16) Rec {
@@ -75,4 +79,29 @@ extern "C" __global__ void misc_ops(float* data, const unsigned long long* __res
   o[6] = __shfl_xor_sync(0xffffffffu, __float_as_uint(v), 2);
   o[7] = min((uint32_t)a, (uint32_t)b);
   data[i] = v * 2.0f;
+}
+
+extern "C" __global__ void misc_ops2(const float4* __restrict__ v4, const int* __restrict__ si,
+                                     const unsigned long long* __restrict__ q, const double* __restrict__ d,
+                                     const uint16_t* __restrict__ h, int n, uint32_t* __restrict__ out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float4 f = v4[i];
+  uint32_t* o = out + 10 * i;
+  o[0] = (f.x != f.x ? 1u : 0u) | (f.y != f.y ? 2u : 0u);
+  o[1] = __float_as_uint(f.z * f.w);
+  const long long s = si[i];
+  const double x = (double)q[i];
+  o[2] = (uint32_t)__double_as_longlong(x);
+  o[3] = (uint32_t)(__double_as_longlong(x) >> 32);
+  const unsigned long long u = (unsigned long long)d[i];
+  o[4] = (uint32_t)u;
+  o[5] = (uint32_t)(u >> 32);
+  o[6] = (d[i] > 1.5 ? 1u : 0u) | (d[i] >= -2.0 ? 2u : 0u);
+  const uint16_t a = h[2 * i], b = h[2 * i + 1];
+  o[7] = (uint32_t)a * (uint32_t)b;
+  const short sa = (short)a, sb = (short)b;
+  const uint16_t pick = (sa != sb) ? (uint16_t)(a + 1u) : (uint16_t)(b ^ 0x5555u);
+  o[8] = (uint32_t)pick;
+  o[9] = (uint32_t)(s * 3 >> 1);
 }
