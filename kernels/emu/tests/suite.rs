@@ -2149,10 +2149,9 @@ fn generic_ptr() {
 }
 
 #[test]
-#[ignore = "emulator gap: the decoder rejects isspacep.{shared,global,local} (unsupported instruction); un-ignore when implemented"]
 fn isspacep_probe() {
     let mut g = Gpu::new("isspacep.ptx", PTX_ISSPACEP);
-    let inp: Vec<u32> = (0..32u32).map(|t| t * 2_654_435_761).collect();
+    let inp: Vec<u32> = (0..32u32).map(|t| t.wrapping_mul(2_654_435_761)).collect();
     let (pi, po) = (g.upload(&inp), g.filled(32 * 12, 0xee));
     g.launch("isspacep_probe", [1, 1, 1], [32, 1, 1], 0, &[p(pi), p(po)]);
     let want: Vec<u32> = (0..32).flat_map(|t| [1u32, 2, 4 + (inp[t] & 7) * 8]).collect();

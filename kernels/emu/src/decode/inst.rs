@@ -436,6 +436,8 @@ pub enum Op {
     CvtFp8Unpack { e5m2: bool, d: R, a: R },
     Cvta { to: bool, space: Space, d: R, a: R },
     Testp { op: TestOp, t: Ft, d: P, a: R },
+    /// `isspacep.space p, a`: whether generic address `a` lies in `space`'s window.
+    Isspacep { space: Space, d: P, a: R },
     Ld { space: Space, size: u8, signed: bool, n: u8, d: [R; 4], base: R, off: i64 },
     St { space: Space, size: u8, n: u8, s: [R; 4], base: R, off: i64 },
     Atom { space: Space, op: AtomOp, t: It, d: R, base: R, off: i64, b: R, c: R },
@@ -472,6 +474,7 @@ impl Op {
                 Ct::F(_) => Class::Float,
             },
             FBin { .. } | FFma { .. } | FUn { .. } | Testp { .. } => Class::Float,
+            Isspacep { .. } => Class::Int,
             HBin { .. } | HFma { .. } | HUn { .. } => Class::Half,
             Cvt { .. } | CvtPack { .. } | CvtFp8Unpack { .. } | Cvta { .. } => Class::Cvt,
             Ld { space, .. } => match space {

@@ -648,6 +648,14 @@ pub(crate) fn decode(b: &mut Builder, i: &Instruction) -> Res<()> {
                 (b.dst(&o[0])?, b.src(&o[1], imm_of(ts[0]))?, b.src(&o[2], imm_of(ts[1]))?, b.src(&o[3], Imm::Int(ct))?);
             b.emit(Op::Dp4a { ua, ub, d, a, b: bb, c });
         }
+        "isspacep" => {
+            let sp = m.any(SPACES).ok_or("isspacep needs a space")?;
+            m.done()?;
+            let o = nops(i, 2)?;
+            let (d, a) = (b.pdst(&o[0])?, b.src(&o[1], Imm::Int(It::U64))?);
+            let space = space_of(sp).ok_or("isspacep space")?;
+            b.emit(Op::Isspacep { space, d, a });
+        }
         "testp" => {
             let top = match m.any(&["finite", "infinite", "number", "notanumber", "normal", "subnormal"]).ok_or("testp op")? {
                 "finite" => TestOp::Finite,

@@ -870,6 +870,23 @@ impl<'a> Ex<'a> {
                         un(regs, m, d, a, |x| x.wrapping_add(win))
                     }
                 }
+                &Op::Isspacep { space, d, a } => {
+                    let av = row(regs, a);
+                    let win = |base: u64, x: u64| (base..base + WIN_SIZE).contains(&x);
+                    let mut v = 0u32;
+                    each(m, |l| {
+                        let x = av[l];
+                        let hit = match space {
+                            Space::Shared => win(SHARED_WIN, x),
+                            Space::Local => win(LOCAL_WIN, x),
+                            Space::Param => win(PARAM_WIN, x),
+                            Space::Global => !win(SHARED_WIN, x) && !win(LOCAL_WIN, x) && !win(PARAM_WIN, x),
+                            _ => false,
+                        };
+                        v |= (hit as u32) << l;
+                    });
+                    pset(&mut w.preds, d, m, v);
+                }
                 &Op::Testp { op, t, d, a } => {
                     let av = row(regs, a);
                     let mut v = 0u32;
