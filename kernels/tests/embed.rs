@@ -54,7 +54,7 @@ proptest! {
 
     #[test]
     fn gather_matches_reference(bf16 in any::<bool>(), vocab in 1usize..60, d in 1usize..50, t in 1usize..6, nc in 1usize..5, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let e = table(&mut rng, vocab, d, bf16);
         let tokens: Vec<u32> = (0..t).map(|_| rng.below(vocab) as u32).collect();
@@ -72,7 +72,7 @@ proptest! {
 
 #[test]
 fn bad_ids_are_refused_on_the_host_and_nan_on_the_device() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(5);
     let e = table(&mut rng, 10, 7, true);
     let de = DevEmbed::upload(&gpu, &e).unwrap();

@@ -56,7 +56,7 @@ proptest! {
 
     #[test]
     fn pre_norm_and_post_match_reference(t in 1usize..4, nc in 1usize..9, d in 1usize..150, iters in prop::sample::select(vec![1usize, 2, 7, 20]), seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let n_mix = (2 + nc) * nc;
         let p = params(&mut rng, n_mix, nc, d, 3);
@@ -106,7 +106,7 @@ proptest! {
 
     #[test]
     fn head_norm_matches_reference(t in 1usize..5, nc in 1usize..9, d in 1usize..150, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let p = params(&mut rng, nc, nc, d, 1);
         let norm = rng.vec(d, 0.5, 1.5);
@@ -132,7 +132,7 @@ proptest! {
 /// hc_pre_norm, hc_post and hc_head_norm; the model has d 4096, slow on the emulator.
 #[test]
 fn model_like_shape() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(7);
     let (nc, d, iters, t) = (4, 1000, 20, 6);
     let p = params(&mut rng, (2 + nc) * nc, nc, d, 3);

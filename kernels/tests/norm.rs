@@ -39,7 +39,7 @@ proptest! {
 
     #[test]
     fn weighted_matches_reference(rows in 1usize..5, n in 1usize..90, scale in prop::sample::select(vec![1e-3f32, 1.0, 30.0]), eps in prop::sample::select(vec![1e-6f32, 1e-5]), seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let x = rng.vec(rows * n, -scale, scale);
         let w = rng.vec(n, -2.0, 2.0);
@@ -56,7 +56,7 @@ proptest! {
 
     #[test]
     fn unweighted_per_head_matches_reference(t in 1usize..4, heads in 1usize..4, hd in 1usize..70, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let x = rng.vec(t * heads * hd, -3.0, 3.0);
         let mut want = x.clone();
@@ -68,7 +68,7 @@ proptest! {
 
     #[test]
     fn strided_rows_leave_the_rest_alone(rows in 1usize..4, n in 1usize..40, pad in 1usize..9, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let stride = n + pad;
         let x = rng.vec(rows * stride, -2.0, 2.0);
@@ -91,7 +91,7 @@ proptest! {
 /// Rows wider than the CTA (several values per thread), the model's widths included.
 #[test]
 fn wide_rows_match_reference() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(31);
     for (rows, n) in [(2usize, 4096usize), (3, 1024), (2, 1537), (5, 512)] {
         let x = rng.vec(rows * n, -4.0, 4.0);
@@ -110,7 +110,7 @@ fn wide_rows_match_reference() {
 
 #[test]
 fn zeros_give_zeros() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let w = vec![1.5f32; 33];
     let dw = DevNorm::upload(&gpu, &w).unwrap();
     let dx = gpu.zeros(2 * 33 * 4).unwrap();

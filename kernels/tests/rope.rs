@@ -65,7 +65,7 @@ proptest! {
 
     #[test]
     fn start_positions_match_reference(yarn in any::<bool>(), inverse in any::<bool>(), t in 1usize..5, heads in 1usize..4, half in 1usize..9, nope in 0usize..7, pos0 in prop::sample::select(vec![0u32, 7, 4093, 65535, 1_000_000]), seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let (rd, hd) = (2 * half, 2 * half + nope);
         let r = rope(yarn, rd);
@@ -83,7 +83,7 @@ proptest! {
 
     #[test]
     fn per_row_positions_match_reference(yarn in any::<bool>(), inverse in any::<bool>(), n_chunks in 1usize..4, heads in 1usize..3, half in 1usize..6, nope in 0usize..4, pad in 0usize..3, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let (rd, hd) = (2 * half, 2 * half + nope);
         let stride = heads * hd + pad;
@@ -112,7 +112,7 @@ proptest! {
     /// and bit-identical to the two unfused kernels.
     #[test]
     fn fused_norm_rope_matches(weighted in any::<bool>(), yarn in any::<bool>(), inverse in any::<bool>(), rows in 1usize..4, heads in 1usize..4, half in 1usize..8, nope in 0usize..40, pad in 0usize..3, per_row in any::<bool>(), seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let (rd, hd) = (2 * half, 2 * half + nope);
         let stride = heads * hd + pad;
@@ -166,7 +166,7 @@ proptest! {
 /// sequences; the fused unweighted norm + RoPE on it.
 #[test]
 fn model_shapes() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(2024);
     let (heads, hd, rd) = (64usize, 512usize, 64usize);
     let pos = positions_for_chunks(&[(70_000, 2), (5, 1)]);
@@ -190,7 +190,7 @@ fn model_shapes() {
 /// Forward then inverse returns (nearly) the input, and a full-width rope (rd = hd) works.
 #[test]
 fn forward_then_inverse_is_identity() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(99);
     let (rows, heads, hd) = (3, 2, 8);
     let r = rope(true, hd);

@@ -118,7 +118,7 @@ proptest! {
 
     #[test]
     fn argmax_log_softmax_top_n_match_host(rows in 1usize..4, vocab in 1usize..200, grid in prop::sample::select(vec![0.25f32, 0.37, 3.0]), n in 1usize..8, seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let l = logits(&mut rng, rows, vocab, grid);
         let dl = gpu.upload_f32(&l).unwrap();
@@ -158,7 +158,7 @@ proptest! {
 
     #[test]
     fn sample_matches_host(rows in 1usize..4, vocab in 1usize..160, grid in prop::sample::select(vec![0.25f32, 0.37, 3.0]), seed in 1u64..u64::MAX) {
-        let gpu = Gpu::emu();
+        let gpu = Gpu::for_tests();
         let mut rng = Rng(seed);
         let l = logits(&mut rng, rows, vocab, grid);
         let params: Vec<RowSampling> = (0..rows)
@@ -186,7 +186,7 @@ proptest! {
 /// `logprobs` gives the host's `Sampled::logprob` and `Sampled::top` for chosen tokens.
 #[test]
 fn logprobs_match_host() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(1234);
     for (rows, vocab, n) in [(3usize, 37usize, 5usize), (2, 300, 20), (1, 4, 4), (2, 50, 0)] {
         let l = logits(&mut rng, rows, vocab, 0.25);
@@ -210,7 +210,7 @@ fn logprobs_match_host() {
 /// Vocabularies wider than the CTA (1024 threads, several logits per thread).
 #[test]
 fn wide_vocab_matches_host() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let mut rng = Rng(4242);
     for vocab in [1500usize, 2049, 4100] {
         let rows = 3;
@@ -250,7 +250,7 @@ fn wide_vocab_matches_host() {
 /// Many draws on one small row follow the host exactly (u sweeps [0, 1)).
 #[test]
 fn sweep_of_uniforms_matches_host() {
-    let gpu = Gpu::emu();
+    let gpu = Gpu::for_tests();
     let l = [5.0f32, 4.0, 3.0, 0.0, -1.0, -2.0, 4.0, -0.0, 0.0];
     let rows = 24;
     let mut rng = Rng(77);
