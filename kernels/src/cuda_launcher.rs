@@ -14,6 +14,26 @@ pub struct CudaLauncher {
     name: String,
     /// Loaded modules (raw handles: kept for the process lifetime).
     modules: Mutex<Vec<Module>>,
+    /// Pinned host memory large copies go through (weights from the memory map: DMA from
+    /// pinned memory runs at full PCIe speed, pageable memory at about half).
+    staging: Mutex<Option<Staging>>,
+}
+
+/// Copies at least this large use the pinned staging buffer.
+const STAGING_MIN: usize = 1 << 20;
+const STAGING_BYTES: usize = 64 << 20;
+
+struct Staging {
+    ptr: *mut u8,
+}
+
+// Pinned host memory owned by the launcher; used under its mutex only.
+unsafe impl Send for Staging {}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = unsafe { result::free_host(self.ptr as *mut c_void) };
+    }
 }
 
 struct Module {
@@ -49,7 +69,7 @@ pub fn probe(ordinal: usize) -> Result<(Arc<CudaContext>, String), String> {
 impl CudaLauncher {
     pub fn new(ordinal: usize) -> Result<CudaLauncher, GpuError> {
         let (ctx, name) = probe(ordinal).map_err(GpuError)?;
-        Ok(CudaLauncher { ctx, name, modules: Mutex::new(Vec::new()) })
+        Ok(CudaLauncher { ctx, name, modules: Mutex::new(Vec::new()), staging: Mutex::new(None) })
     }
 
     fn bind(&self) -> Result<(), GpuError> {
@@ -71,7 +91,25 @@ impl Launcher for CudaLauncher {
     }
     fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<(), GpuError> {
         self.bind()?;
-        unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| err("copy to device", e))
+        let mut staging = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        if src.len() >= STAGING_MIN && staging.is_none() {
+            // No pinned memory to be had: copy from pageable memory instead.
+            if let Ok(ptr) = unsafe { result::malloc_host(STAGING_BYTES, 0) } {
+                *staging = Some(Staging { ptr: ptr as *mut u8 });
+            }
+        }
+        match staging.as_ref() {
+            Some(st) if src.len() >= STAGING_MIN => {
+                let pinned = unsafe { std::slice::from_raw_parts_mut(st.ptr, STAGING_BYTES) };
+                for (i, chunk) in src.chunks(STAGING_BYTES).enumerate() {
+                    pinned[..chunk.len()].copy_from_slice(chunk);
+                    let at = dst + (i * STAGING_BYTES) as u64;
+                    unsafe { result::memcpy_htod_sync(at, &pinned[..chunk.len()]) }.map_err(|e| err("copy to device", e))?;
+                }
+                Ok(())
+            }
+            _ => unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| err("copy to device", e)),
+        }
     }
     fn dtoh(&self, src: DevPtr, dst: &mut [u8]) -> Result<(), GpuError> {
         self.bind()?;
@@ -132,5 +170,68 @@ impl Launcher for CudaLauncher {
     fn synchronize(&self) -> Result<(), GpuError> {
         self.bind()?;
         result::ctx::synchronize().map_err(|e| err("synchronize (an earlier kernel faulted?)", e))
+    }
+    fn encode_tensor_map(&self, d: &crate::launch::TensorMapDesc) -> Result<[u8; 128], GpuError> {
+        use crate::launch::{OobFill, Swizzle, TmapDtype};
+        use sys::CUtensorMapDataType_enum as Dt;
+        self.bind()?;
+        let rank = d.dims.len();
+        if !(1..=5).contains(&rank) || d.strides.len() + 1 != rank || d.box_dims.len() != rank || d.element_strides.len() != rank {
+            return Err(GpuError(format!("cuTensorMapEncodeTiled: inconsistent ranks in {d:?}")));
+        }
+        let dtype = match d.dtype {
+            TmapDtype::U8 => Dt::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+            TmapDtype::U16 => Dt::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+            TmapDtype::U32 => Dt::CU_TENSOR_MAP_DATA_TYPE_UINT32,
+            TmapDtype::S32 => Dt::CU_TENSOR_MAP_DATA_TYPE_INT32,
+            TmapDtype::U64 => Dt::CU_TENSOR_MAP_DATA_TYPE_UINT64,
+            TmapDtype::S64 => Dt::CU_TENSOR_MAP_DATA_TYPE_INT64,
+            TmapDtype::F16 => Dt::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            TmapDtype::F32 => Dt::CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
+            TmapDtype::F64 => Dt::CU_TENSOR_MAP_DATA_TYPE_FLOAT64,
+            TmapDtype::Bf16 => Dt::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            TmapDtype::F32Ftz => Dt::CU_TENSOR_MAP_DATA_TYPE_FLOAT32_FTZ,
+            TmapDtype::Tf32 => Dt::CU_TENSOR_MAP_DATA_TYPE_TFLOAT32,
+            TmapDtype::Tf32Ftz => Dt::CU_TENSOR_MAP_DATA_TYPE_TFLOAT32_FTZ,
+        };
+        let swizzle = match d.swizzle {
+            Swizzle::None => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_NONE,
+            Swizzle::B32 => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_32B,
+            Swizzle::B64 => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_64B,
+            Swizzle::B128 => sys::CUtensorMapSwizzle_enum::CU_TENSOR_MAP_SWIZZLE_128B,
+        };
+        let fill = match d.oob_fill {
+            OobFill::None => sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            OobFill::NanRequestZeroFma => sys::CUtensorMapFloatOOBfill_enum::CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA,
+        };
+        let dims: Vec<sys::cuuint64_t> = d.dims.iter().map(|&x| x as sys::cuuint64_t).collect();
+        let strides: Vec<sys::cuuint64_t> = d.strides.iter().map(|&x| x as sys::cuuint64_t).collect();
+        let boxd: Vec<sys::cuuint32_t> = d.box_dims.iter().map(|&x| x as sys::cuuint32_t).collect();
+        let estr: Vec<sys::cuuint32_t> = d.element_strides.iter().map(|&x| x as sys::cuuint32_t).collect();
+        let mut map = sys::CUtensorMap { opaque: [0; 16] };
+        let r = unsafe {
+            sys::cuTensorMapEncodeTiled(
+                &mut map,
+                dtype,
+                rank as sys::cuuint32_t,
+                d.global_address as *mut c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxd.as_ptr(),
+                estr.as_ptr(),
+                sys::CUtensorMapInterleave_enum::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                swizzle,
+                sys::CUtensorMapL2promotion_enum::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                fill,
+            )
+        };
+        if r != sys::CUresult::CUDA_SUCCESS {
+            return Err(GpuError(format!("cuTensorMapEncodeTiled({d:?}): {r:?}")));
+        }
+        let mut out = [0u8; 128];
+        for (i, w) in map.opaque.iter().enumerate() {
+            out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(out)
     }
 }

@@ -83,6 +83,9 @@ impl Launcher for EmuLauncher {
     fn synchronize(&self) -> Result<(), GpuError> {
         Ok(())
     }
+    fn encode_tensor_map(&self, desc: &crate::launch::TensorMapDesc) -> Result<[u8; 128], GpuError> {
+        Ok(dsv4_emu::encode_tensor_map(desc)?)
+    }
     fn last_stats(&self) -> Option<LaunchStats> {
         self.lock().last.clone()
     }

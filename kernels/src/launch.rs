@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+/// The arguments of `cuTensorMapEncodeTiled` (the emulator's type, shared by both launchers).
+pub use dsv4_emu::{OobFill, Swizzle, TensorMapDesc, TmapDtype};
+
 /// A device address.
 pub type DevPtr = u64;
 
@@ -75,6 +78,10 @@ pub trait Launcher: Send + Sync {
     fn launch(&self, m: ModuleId, kernel: &str, cfg: &LaunchCfg, args: &[KernelArg]) -> Result<(), GpuError>;
     /// Wait for all launched work; reports an asynchronous fault.
     fn synchronize(&self) -> Result<(), GpuError>;
+    /// Encode a tiled tensor map (`cuTensorMapEncodeTiled` on a GPU; the emulator validates the
+    /// same constraints and writes its own layout). Kernels receive the 128 bytes opaquely as a
+    /// `__grid_constant__ const CUtensorMap` (`KernelArg::Bytes`).
+    fn encode_tensor_map(&self, desc: &TensorMapDesc) -> Result<[u8; 128], GpuError>;
     /// The emulator's counters for the last launch (None on a GPU).
     fn last_stats(&self) -> Option<dsv4_emu::LaunchStats> {
         None

@@ -19,6 +19,8 @@ pub mod mem;
 pub mod num;
 pub mod ptx;
 pub mod tensor;
+pub mod tmap;
 
 pub use api::{ArgValue, EmuError, ErrorKind, LaunchConfig, LaunchStats, ParamInfo};
 pub use device::{Device, ModuleHandle};
+pub use tmap::{encode_tensor_map, OobFill, Swizzle, TensorMapDesc, TmapDtype};

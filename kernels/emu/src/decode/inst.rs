@@ -460,6 +460,10 @@ pub enum Op {
     CpAsync { size: u8, src_size: R, dbase: R, doff: i64, sbase: R, soff: i64 },
     CpCommit,
     CpWait { n: u32 },
+    /// mbarrier, bulk copies and TMA, `fence.proxy.async` (see `decode::asyncops`).
+    Async(Box<super::asyncops::AsyncOp>),
+    /// `wgmma.*` and `setmaxnreg` (see `exec::wgmma`).
+    Wgmma(Box<crate::exec::wgmma::WgOp>),
 }
 
 impl Op {
@@ -496,6 +500,8 @@ impl Op {
             Shfl { .. } | Vote { .. } | Match { .. } | Redux { .. } | Activemask { .. } | Elect { .. } => Class::Warp,
             Mma { .. } | Ldmatrix { .. } | Stmatrix { .. } => Class::Tensor,
             CpAsync { .. } | CpCommit | CpWait { .. } => Class::Async,
+            Async(..) => Class::Async,
+            Wgmma(..) => Class::Tensor,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! indices, immediates and addresses to constant registers, device functions are inlined at
 //! their call sites (so the executor has no call stack), and variables are laid out in their
 //! spaces. An unsupported form is rejected with "line N: unsupported instruction `text`".
+pub mod asyncops;
 pub mod inst;
 mod ops;
 

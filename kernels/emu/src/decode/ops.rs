@@ -718,11 +718,14 @@ pub(crate) fn decode(b: &mut Builder, i: &Instruction) -> Res<()> {
             b.emit(Op::Nop);
         }
         "membar" | "fence" => {
+            if !super::asyncops::fence(b, i) {
+                b.emit(Op::Nop);
+            }
+        }
+        "griddepcontrol" => {
             b.emit(Op::Nop);
         }
-        "griddepcontrol" | "setmaxnreg" => {
-            b.emit(Op::Nop);
-        }
+        "setmaxnreg" | "wgmma" => return crate::exec::wgmma::decode(b, i),
         "createpolicy" => {
             let d = b.dst(ops.first().ok_or("no operands")?)?;
             b.emit(Op::Mov { d, a: R_ZERO });
@@ -910,6 +913,7 @@ pub(crate) fn decode(b: &mut Builder, i: &Instruction) -> Res<()> {
             }
         }
         "cp" => return cp(b, i, m),
+        "mbarrier" => return super::asyncops::mbarrier(b, i),
         _ => return Err(String::new()),
     }
     Ok(())
@@ -1292,8 +1296,11 @@ fn cp(b: &mut Builder, i: &Instruction, mut m: Mods) -> Res<()> {
     if !m.has("async") {
         return Err(String::new());
     }
-    if m.has("bulk") || m.has("mbarrier") {
-        return Err("cp.async.bulk / cp.async.mbarrier are not supported".into());
+    if m.has("bulk") {
+        return super::asyncops::bulk(b, i);
+    }
+    if m.has("mbarrier") {
+        return Err("cp.async.mbarrier is not supported".into());
     }
     if m.has("commit_group") {
         m.done()?;

@@ -2,6 +2,8 @@
 //! per-lane PCs and min-PC reconvergence. Registers are `[reg][lane]` u64 slots, predicates u32
 //! lane masks. Warps of a CTA run round-robin for a quantum or until they block on a barrier.
 pub mod alu;
+pub mod asyncops;
+pub mod wgmma;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ enum WState {
     Run,
     /// Blocked on CTA barrier `id`.
     Bar(u32),
+    /// Parked on the mbarrier at this shared address until its phase moves past the second.
+    Mbar(u32, u32),
     Done,
 }
 
@@ -69,6 +73,7 @@ struct Warp {
     /// lanes that executed work past it meanwhile (they must come back, not exit).
     park_pc: u32,
     passed: u32,
+    wg: wgmma::WarpWg,
 }
 
 #[derive(Default, Clone)]
@@ -109,6 +114,8 @@ pub(crate) struct Ex<'a> {
     thread_insts: u64,
     budget: u64,
     st: Stats,
+    asy: asyncops::AsyncState,
+    wg: wgmma::CtaWg,
 }
 
 /// A failed memory access (formatted by the caller, who knows the lane and instruction).
@@ -361,6 +368,7 @@ impl<'a> Ex<'a> {
             block_pc: 0,
             park_pc: u32::MAX,
             passed: 0,
+            wg: wgmma::WarpWg::new(k, self.wg.info.on),
         }
     }
 
@@ -416,6 +424,7 @@ impl<'a> Ex<'a> {
             Space::Global => self.g.write(a, size, v).ok_or_else(|| fault(sp, a)),
             Space::Shared => {
                 let e = a.checked_add(size as u64).filter(|&e| e <= smem.len() as u64).ok_or_else(|| fault(sp, a))?;
+                self.asy.mark(a, size as u64);
                 le_write(&mut smem[a as usize..e as usize], v);
                 Ok(())
             }
@@ -602,6 +611,7 @@ impl<'a> Ex<'a> {
         let k = self.k;
         let insts = &k.insts[..];
         let mut n = 0u32;
+        self.asy.cur_warp = w.id;
         loop {
             if n >= QUANTUM {
                 return Ok(Ev::Quantum);
@@ -618,6 +628,9 @@ impl<'a> Ex<'a> {
                 w.passed |= m;
             }
             self.thread_insts += m.count_ones() as u64;
+            if self.wg.info.on {
+                self.wg_hazard(w, pc, m)?;
+            }
             let regs = &mut w.regs[..];
             match &inst.op {
                 Op::Nop => {}
@@ -1357,6 +1370,7 @@ impl<'a> Ex<'a> {
                             return Err(format!("row address {a:#x}"));
                         }
                         smem[a as usize..a as usize + 16].copy_from_slice(&bytes);
+                        self.asy.mark(a as u64, 16);
                         Ok(())
                     });
                     if r.is_err() {
@@ -1393,6 +1407,16 @@ impl<'a> Ex<'a> {
                         return Err(self.mem_err(f, w, l, pc, smem.len()));
                     }
                 }
+                Op::Async(a) => {
+                    if !self.async_op(w, smem, a, m, pc)? {
+                        return Ok(Ev::Quantum);
+                    }
+                }
+                Op::Wgmma(op) => match self.wgmma_step(w, op, pc, inst.guard, smem)? {
+                    wgmma::Flow::Next => {}
+                    wgmma::Flow::Parked => continue,
+                    wgmma::Flow::Yield => return Ok(Ev::Quantum),
+                },
                 Op::CpCommit => {
                     let g = std::mem::take(&mut w.cp_cur);
                     w.cp_groups.push(g);
@@ -1500,6 +1524,7 @@ impl<'a> Ex<'a> {
                 all_done = false;
                 progressed = true;
                 let ev = self.step(&mut warps[wi], smem)?;
+                self.wake_mbar(warps)?;
                 if self.thread_insts > self.budget {
                     return Err(self.livelock(warps));
                 }
@@ -1543,6 +1568,14 @@ impl<'a> Ex<'a> {
                 return Ok(());
             }
             if !progressed {
+                // The latest legal point for pending bulk loads: nothing else can run.
+                if self.drain_one(smem)? {
+                    self.wake_mbar(warps)?;
+                    continue;
+                }
+                if self.wake_soft(warps) {
+                    continue;
+                }
                 return Err(self.deadlock(warps, &bars));
             }
         }
@@ -1587,6 +1620,7 @@ impl<'a> Ex<'a> {
             let st = match w.state {
                 WState::Run => "runnable".to_string(),
                 WState::Bar(id) => format!("waiting at barrier {id}"),
+                WState::Mbar(b, ph) => format!("waiting on the mbarrier at shared {b:#x} for phase {ph} to complete"),
                 WState::Done => "exited".to_string(),
             };
             if w.state == WState::Done {
@@ -1625,6 +1659,7 @@ impl<'a> Ex<'a> {
                 ));
             }
         }
+        s.push_str(&self.asy.report());
         EmuError::new(ErrorKind::Deadlock, s)
     }
 
@@ -1634,6 +1669,7 @@ impl<'a> Ex<'a> {
             self.budget, self.k.name, self.cta[0], self.cta[1], self.cta[2]
         );
         s.push_str(&self.warp_states(warps));
+        s.push_str(&self.asy.report());
         EmuError::new(ErrorKind::Deadlock, s)
     }
 }
@@ -1654,6 +1690,8 @@ pub fn run(l: Launch) -> Result<LaunchStats, EmuError> {
         thread_insts: 0,
         budget: l.budget,
         st: Stats { classes: [0; N_CLASSES], global_bytes: 0, sectors: 0, conflicts: 0, tensor_flops: 0 },
+        asy: Default::default(),
+        wg: wgmma::CtaWg::new(k),
     };
     let nthreads = l.block[0] * l.block[1] * l.block[2];
     let nwarps = nthreads.div_ceil(32);
@@ -1665,7 +1703,10 @@ pub fn run(l: Launch) -> Result<LaunchStats, EmuError> {
                 ex.cta = [x, y, z];
                 smem.fill(crate::mem::POISON);
                 let mut warps: Vec<Warp> = (0..nwarps).map(|w| ex.warp_new(w, nthreads)).collect();
+                ex.asy.reset(smem_size);
                 ex.run_cta(&mut warps, &mut smem)?;
+                ex.wg_end_cta(&warps)?;
+                ex.async_finish(&mut smem)?;
             }
         }
     }

@@ -48,6 +48,8 @@
 
 mod ldmatrix;
 mod mma;
+/// `wgmma.mma_async` (warpgroup MMA): descriptors, smem layouts, fragments, numerics.
+pub mod wgmma;
 
 pub use ldmatrix::*;
 pub use mma::*;
