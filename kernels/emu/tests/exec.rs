@@ -675,7 +675,7 @@ fn bit_manipulation() {
 fn fp8_conversions() {
     let mut dev = Device::new();
     let m = dev.load_module("tensor", TENSOR).unwrap();
-    let x: Vec<f32> = vec![0.0, -0.0, 1.0, -1.5, 448.0, 500.0, -1e6, 0.001, 57344.0, 1e9, 3.14159, -2.71828, f32::NAN, 0.0625, 240.0, -0.3];
+    let x: Vec<f32> = vec![0.0, -0.0, 1.0, -1.5, 448.0, 500.0, -1e6, 0.001, 57344.0, 1e9, 3.141, -2.718, f32::NAN, 0.0625, 240.0, -0.3];
     let n = x.len() / 2;
     let px = upload_f32(&mut dev, &x);
     let out = dev.alloc(n * 16).unwrap();
