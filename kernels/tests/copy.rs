@@ -36,3 +36,23 @@ fn copy_strided_rejects_out_of_range_blocks() {
     let e = copy_strided(&gpu, Block2d { buf: &a, off: 0, stride: 4 }, Block2d { buf: &b, off: 0, stride: 4 }, 5, 4).unwrap_err();
     assert!(e.0.contains("needs 20 f32 elements"), "{e}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn add_rows_broadcast_matches_indexing(rows in 1usize..6, nc in 1usize..5, d in 1usize..300, seed in any::<u64>()) {
+        use dsv4_kernels::ops::copy::add_rows_broadcast;
+        let gpu = Gpu::for_tests();
+        let val = |i: usize, s: u64| ((i as u64).wrapping_mul(s | 1) % 997) as f32 / 7.0 - 60.0;
+        let x: Vec<f32> = (0..rows * nc * d).map(|i| val(i, seed)).collect();
+        let e: Vec<f32> = (0..rows * d).map(|i| val(i, seed >> 7)).collect();
+        let xb = gpu.upload_f32(&x).unwrap();
+        let eb = gpu.upload_f32(&e).unwrap();
+        add_rows_broadcast(&gpu, &xb, &eb, rows, nc, d).unwrap();
+        let got = xb.download_f32().unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let (r, c) = (i / d, i % d);
+            prop_assert_eq!(g.to_bits(), (x[i] + e[(r / nc) * d + c]).to_bits(), "element {}", i);
+        }
+    }
+}

@@ -75,8 +75,8 @@ pub fn run(a: Args) -> Result<()> {
     write_f32(&a.out, &tensors)
 }
 
-/// The same teacher-forced run through the engine's model step on the CUDA backend. The MTP
-/// block is not on that backend yet, so no `mtp_logits` are written.
+/// The same teacher-forced run through the engine's model step on the CUDA backend, and the
+/// MTP block on the prefill's final streams.
 fn run_on_backend(a: &Args, gpu: dsv4_kernels::Gpu, model: Model, batch: usize, n: usize, ids: &[u32], aq: ActQuant) -> Result<()> {
     let (p, v) = (a.prefill, model.cfg.vocab_size);
     if let Some((i, &t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= v) {
@@ -88,17 +88,31 @@ fn run_on_backend(a: &Args, gpu: dsv4_kernels::Gpu, model: Model, batch: usize, 
     let mut b = GpuBackend::new(gpu, model).context("uploading the model to the device")?;
     let mut prefill_all = Vec::with_capacity(batch * p * v);
     let mut decode = Vec::with_capacity(batch * (n - p) * v);
+    let mut mtp = Vec::with_capacity(batch * v);
     for seq in ids.chunks(n) {
         b.state_reset(0);
         let all: Vec<usize> = (0..p).collect();
-        prefill_all.extend(model_step::forward(&mut b, &seq[..p], &[Chunk { slot: 0, pos0: 0, rows: 0..p }], aq, &all));
+        let hidden = model_step::forward_hidden(&mut b, &seq[..p], &[Chunk { slot: 0, pos0: 0, rows: 0..p }], aq);
+        prefill_all.extend(b.logits(&hidden, &all));
         for (i, &t) in seq[p..].iter().enumerate() {
             decode.extend(model_step::forward(&mut b, &[t], &[Chunk { slot: 0, pos0: p + i, rows: 0..1 }], aq, &[0]));
         }
+        if p >= 2 {
+            // MTP on the main streams at positions 0..P-2 with the tokens 1..P, from position 0
+            // of a fresh MTP state (as the reference and the golden files).
+            b.state_reset(1);
+            if let Some(l) = b.mtp_logits(1, &hidden, &seq[1..p], 0, aq) {
+                mtp.extend(l);
+            }
+            b.state_release(1);
+        }
         b.state_release(0);
     }
-    eprintln!("note: mtp_logits are not computed on {} (the MTP block runs on the cpu device only)", b.name());
-    write_f32(&a.out, &[("prefill_logits_all", vec![batch, p, v], &prefill_all), ("decode_logits", vec![batch, n - p, v], &decode)])
+    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = vec![("prefill_logits_all", vec![batch, p, v], &prefill_all), ("decode_logits", vec![batch, n - p, v], &decode)];
+    if mtp.len() == batch * v {
+        tensors.push(("mtp_logits", vec![batch, v], &mtp));
+    }
+    write_f32(&a.out, &tensors)
 }
 
 /// `input_ids` [B, N] as u32, with B and N.

@@ -12,17 +12,17 @@
 use dsv4_kernels::ops::attention::{attn_core_chunk, Selection};
 use dsv4_kernels::ops::attn_state::{DevLayerSnapshot, DevLayerState};
 use dsv4_kernels::ops::compressor::{compress_chunk, completed_blocks, DevCompressor};
-use dsv4_kernels::ops::copy::{copy_strided, Block2d};
+use dsv4_kernels::ops::copy::{add_rows_broadcast, copy_strided, Block2d};
 use dsv4_kernels::ops::embed::{embed, DevEmbed};
 use dsv4_kernels::ops::indexer::{hadamard, indexer_select, IndexShape};
 use dsv4_kernels::ops::linear::{linear, linear_rows, DevLinear};
 use dsv4_kernels::ops::mhc::{hc_head_norm, hc_post, hc_pre_norm, mix_cols, DevHc};
 use dsv4_kernels::ops::moe::{moe_experts, moe_route, DevMoe, MoeParams, Routes};
-use dsv4_kernels::ops::norm::{rms_norm_inplace, DevNorm};
+use dsv4_kernels::ops::norm::{rms_norm, rms_norm_inplace, DevNorm};
 use dsv4_kernels::ops::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace};
 use dsv4_kernels::ops::rope::{norm_rope_strided, positions_for_chunks, rope_apply, DevRope, Positions};
 use dsv4_kernels::{Buf, Gpu, GpuError};
-use dsv4_reference::model::weights::{Attention, Block, Indexer};
+use dsv4_reference::model::weights::{Attention, Block, Indexer, Mtp};
 use dsv4_reference::ops::rope::Rope;
 use dsv4_reference::{ActQuant, Config, Model};
 
@@ -81,6 +81,16 @@ struct DevAttention {
     indexer: Option<DevIndexer>,
 }
 
+/// The MTP block's own weights; its block is `layers[cfg.n_layers]`.
+struct DevMtp {
+    e_proj: DevLinear,
+    h_proj: DevLinear,
+    enorm: DevNorm,
+    hnorm: DevNorm,
+    norm: DevNorm,
+    hc_head: DevHc,
+}
+
 struct DevBlock {
     ratio: usize,
     attn_norm: DevNorm,
@@ -98,7 +108,9 @@ pub struct GpuBackend {
     head: DevLinear,
     norm: DevNorm,
     hc_head: DevHc,
+    /// The main blocks, then the MTP block (when the checkpoint has one).
     layers: Vec<DevBlock>,
+    mtp: Option<DevMtp>,
     /// Window-only layers: rope_theta, no YaRN.
     rope_plain: DevRope,
     /// Compressed layers and the indexer: compress_rope_theta with YaRN.
@@ -168,6 +180,21 @@ impl DevBlock {
     }
 }
 
+impl DevMtp {
+    /// Upload the MTP block's weights; its block goes to the end of `layers`.
+    fn upload(gpu: &Gpu, m: &Mtp, cfg: &Config, layers: &mut Vec<DevBlock>) -> Result<DevMtp, GpuError> {
+        layers.push(DevBlock::upload(gpu, &m.block, cfg).map_err(|e| GpuError(format!("MTP block: {e}")))?);
+        Ok(DevMtp {
+            e_proj: DevLinear::upload(gpu, &m.e_proj)?,
+            h_proj: DevLinear::upload(gpu, &m.h_proj)?,
+            enorm: DevNorm::upload(gpu, &m.enorm)?,
+            hnorm: DevNorm::upload(gpu, &m.hnorm)?,
+            norm: DevNorm::upload(gpu, &m.norm)?,
+            hc_head: DevHc::upload(gpu, &m.hc_head, cfg.hc_mult)?,
+        })
+    }
+}
+
 impl GpuBackend {
     /// Upload `model`'s weights to `gpu`, layer by layer (a progress line per layer on a
     /// terminal).
@@ -185,10 +212,15 @@ impl GpuBackend {
             }
             layers.push(DevBlock::upload(&gpu, b, &cfg).map_err(|e| GpuError(format!("layer {i}: {e}")))?);
         }
+        let mtp = match w.mtp.first() {
+            Some(m) => Some(DevMtp::upload(&gpu, m, &cfg, &mut layers)?),
+            None => None,
+        };
         if show {
             eprintln!();
         }
         Ok(GpuBackend {
+            mtp,
             embed: DevEmbed::upload(&gpu, &w.embed)?,
             head: DevLinear::upload(&gpu, &w.head)?,
             norm: DevNorm::upload(&gpu, &w.norm)?,
@@ -368,6 +400,34 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// The MTP block on the main model's final streams `hidden` (rows `0..next_tokens.len()` of
+    /// `[*, nc·d]`, positions `pos0..` of `slot`) and the tokens that follow each position, as
+    /// `Model::mtp` (block 0): the logits of the last row. The block's state is the slot's last
+    /// layer state. None when the checkpoint has no MTP block.
+    pub fn mtp_logits(&mut self, slot: Slot, hidden: &GpuAct, next_tokens: &[u32], pos0: usize, aq: ActQuant) -> Option<Vec<f32>> {
+        let m = self.mtp.as_ref()?;
+        let (t, nc, d, eps) = (next_tokens.len(), self.cfg.hc_mult, self.cfg.dim, self.cfg.norm_eps);
+        let x = ok("mtp", (|| {
+            let e = embed(&self.gpu, &self.embed, next_tokens, 1)?;
+            rms_norm_inplace(&self.gpu, &e, &m.enorm, t, eps)?;
+            let e = linear(&self.gpu, &m.e_proj, &e, t, aq)?;
+            let h = rms_norm(&self.gpu, &hidden.buf, &m.hnorm, t * nc, eps)?;
+            let x = linear(&self.gpu, &m.h_proj, &h, t * nc, aq)?;
+            add_rows_broadcast(&self.gpu, &x, &e, t, nc, d)?;
+            Ok(x)
+        })());
+        let chunks = [Chunk { slot, pos0, rows: 0..t }];
+        let x = crate::model_step::block(self, self.act(x, t, nc * d), Layer(self.cfg.n_layers), next_tokens, &chunks, aq);
+        let m = self.mtp.as_ref()?;
+        let last = [(t - 1) as u32];
+        let r = hc_head_norm(&self.gpu, &x.buf, &m.hc_head, &m.norm, &last, eps, self.cfg.hc_eps)
+            .and_then(|y| linear(&self.gpu, &self.head, &y, 1, ActQuant::Off))
+            .and_then(|l| l.download_f32());
+        Some(ok("mtp logits", r))
+    }
+}
+
 impl Backend for GpuBackend {
     type Act = GpuAct;
     type Selection = GpuSelection;
@@ -396,7 +456,7 @@ impl Backend for GpuBackend {
             }
             return;
         }
-        let layers = (0..self.cfg.n_layers).map(|l| ok("state_reset", DevLayerState::new(&self.gpu, &self.cfg, self.layers[l].ratio))).collect();
+        let layers = self.layers.iter().map(|b| ok("state_reset", DevLayerState::new(&self.gpu, &self.cfg, b.ratio))).collect();
         self.states[slot] = Some(layers);
     }
 

@@ -53,3 +53,18 @@ pub fn copy_strided(gpu: &Gpu, dst: Block2d, src: Block2d, rows: usize, cols: us
         ],
     )
 }
+
+/// `x[t·nc + j, :] += e[t, :]` for `t < rows`, `j < nc`: `x [rows·nc, d]`, `e [rows, d]`.
+pub fn add_rows_broadcast(gpu: &Gpu, x: &Buf, e: &Buf, rows: usize, nc: usize, d: usize) -> Result<(), GpuError> {
+    if rows == 0 || nc == 0 || d == 0 {
+        return Ok(());
+    }
+    if x.bytes() < rows * nc * d * 4 || e.bytes() < rows * d * 4 {
+        return Err(GpuError(format!("add_rows_broadcast: x of {} bytes, e of {} bytes for {rows}x{nc} rows of {d}", x.bytes(), e.bytes())));
+    }
+    if rows * nc > 65535 || d > u32::MAX as usize {
+        return Err(GpuError(format!("add_rows_broadcast: {} rows in one launch (at most 65535)", rows * nc)));
+    }
+    let cfg = LaunchCfg { grid: [d.div_ceil(256) as u32, (rows * nc) as u32, 1], block: [256, 1, 1], shared: 0 };
+    gpu.launch(&crate::ptx::COPY, "add_rows_broadcast_f32", cfg, &[x.arg(), e.arg(), KernelArg::U32(rows as u32), KernelArg::U32(nc as u32), KernelArg::U32(d as u32)])
+}
