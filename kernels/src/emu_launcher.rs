@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use dsv4_emu::{ArgValue, Device, LaunchConfig, LaunchStats, ModuleHandle};
+use dsv4_emu::{ArgValue, Device, LaunchConfig, LaunchStats, ModuleHandle, Schedule};
 
 use crate::launch::{DevPtr, GpuError, KernelArg, LaunchCfg, Launcher, ModuleId};
 
@@ -17,8 +17,27 @@ struct Inner {
 }
 
 impl EmuLauncher {
+    /// A fresh emulated device with the race detector on and a fuzzed warp schedule: the seed
+    /// is `DSV4_EMU_SEED` when set, else derived from the time. Launches are deterministic for
+    /// a seed; a failing launch's error says "schedule seed N" (replay with
+    /// `DSV4_EMU_SEED=N`), and the seed is in `name()` and on stderr (shown by the test
+    /// harness for a failing test) for result mismatches.
     pub fn new() -> EmuLauncher {
-        EmuLauncher { inner: Mutex::new(Inner { dev: Device::new(), modules: Vec::new(), last: None }) }
+        let seed = std::env::var("DSV4_EMU_SEED").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or_else(|| {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)) % 1_000_000_007
+        });
+        EmuLauncher::with_schedule(Schedule::Fuzz { seed })
+    }
+
+    /// A device with an explicit schedule (`Schedule::Fixed` for the plain round-robin order).
+    pub fn with_schedule(schedule: Schedule) -> EmuLauncher {
+        let mut dev = Device::new();
+        dev.set_schedule(schedule);
+        if let Schedule::Fuzz { seed } = schedule {
+            eprintln!("dsv4-emu: schedule seed {seed} (replay with DSV4_EMU_SEED={seed})");
+        }
+        EmuLauncher { inner: Mutex::new(Inner { dev, modules: Vec::new(), last: None }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -48,7 +67,10 @@ fn arg_value(a: &KernelArg) -> ArgValue {
 
 impl Launcher for EmuLauncher {
     fn name(&self) -> String {
-        "emu (PTX emulator on the CPU)".into()
+        match self.lock().dev.schedule() {
+            Schedule::Fuzz { seed } => format!("emu (PTX emulator on the CPU, schedule seed {seed})"),
+            Schedule::Fixed => "emu (PTX emulator on the CPU)".into(),
+        }
     }
     fn alloc(&self, bytes: usize) -> Result<DevPtr, GpuError> {
         Ok(self.lock().dev.alloc(bytes)?)

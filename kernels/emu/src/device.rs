@@ -25,6 +25,8 @@ pub struct Device {
     g: GlobalMem,
     modules: Vec<LoadedModule>,
     budget: u64,
+    race_check: bool,
+    schedule: exec::schedule::Schedule,
 }
 
 impl Default for Device {
@@ -39,7 +41,29 @@ fn launch_err(msg: String) -> EmuError {
 
 impl Device {
     pub fn new() -> Device {
-        Device { g: GlobalMem::new(), modules: Vec::new(), budget: exec::DEFAULT_BUDGET }
+        let schedule = match std::env::var("DSV4_EMU_SEED").ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(seed) => exec::schedule::Schedule::Fuzz { seed },
+            None => exec::schedule::Schedule::Fixed,
+        };
+        // DSV4_EMU_RACE=0 turns the race detector off (e.g. to time it).
+        let race_check = std::env::var("DSV4_EMU_RACE").map_or(true, |v| v.trim() != "0");
+        Device { g: GlobalMem::new(), modules: Vec::new(), budget: exec::DEFAULT_BUDGET, race_check, schedule }
+    }
+
+    /// Shared-memory race detection (default on): a launch fails on two unordered accesses to
+    /// one shared word by different warps, at least one a non-atomic write.
+    pub fn set_race_check(&mut self, on: bool) {
+        self.race_check = on;
+    }
+
+    /// Warp scheduling: `Fixed` (default) or seeded `Fuzz` (warp order, quantum, elected lane).
+    /// `Device::new()` picks `Fuzz { seed: N }` when `DSV4_EMU_SEED=N` is set.
+    pub fn set_schedule(&mut self, s: exec::schedule::Schedule) {
+        self.schedule = s;
+    }
+
+    pub fn schedule(&self) -> exec::schedule::Schedule {
+        self.schedule
     }
 
     /// The per-launch thread-instruction budget (exceeding it is reported as a livelock).
@@ -261,6 +285,7 @@ impl Device {
                 k.static_smem, cfg.dynamic_smem, MAX_SMEM
             )));
         }
+        let schedule = self.schedule;
         exec::run(exec::Launch {
             k,
             g,
@@ -269,6 +294,14 @@ impl Device {
             block: cfg.block,
             dyn_smem: cfg.dynamic_smem,
             budget,
+            race_check: self.race_check,
+            schedule,
+        })
+        .map_err(|mut e| {
+            if let Some(seed) = schedule.seed() {
+                e.message.push_str(&format!(" (schedule seed {seed}; replay with DSV4_EMU_SEED={seed})"));
+            }
+            e
         })
     }
 }

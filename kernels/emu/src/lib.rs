@@ -23,4 +23,5 @@ pub mod tmap;
 
 pub use api::{ArgValue, EmuError, ErrorKind, LaunchConfig, LaunchStats, ParamInfo};
 pub use device::{Device, ModuleHandle};
+pub use exec::schedule::Schedule;
 pub use tmap::{encode_tensor_map, OobFill, Swizzle, TensorMapDesc, TmapDtype};

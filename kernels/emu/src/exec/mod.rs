@@ -3,11 +3,15 @@
 //! lane masks. Warps of a CTA run round-robin for a quantum or until they block on a barrier.
 pub mod alu;
 pub mod asyncops;
+pub mod race;
+pub mod schedule;
 pub mod wgmma;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::api::{EmuError, ErrorKind, LaunchStats};
+use crate::decode::asyncops::{AsyncOp, MbarOp};
 use crate::decode::inst::*;
 use crate::mem::{le_read, le_write, GlobalMem};
 use alu::*;
@@ -26,6 +30,8 @@ pub struct Launch<'a> {
     pub block: [u32; 3],
     pub dyn_smem: u32,
     pub budget: u64,
+    pub race_check: bool,
+    pub schedule: schedule::Schedule,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +92,8 @@ struct Barrier {
     popc: u32,
     all: bool,
     any: bool,
+    /// Join of the arrived warps' clocks (race detector).
+    clock: race::Clock,
 }
 
 enum Ev {
@@ -116,6 +124,16 @@ pub(crate) struct Ex<'a> {
     st: Stats,
     asy: asyncops::AsyncState,
     wg: wgmma::CtaWg,
+    race: RefCell<race::Race>,
+    race_on: bool,
+    /// The current access is an atomic (atomics do not race with atomics).
+    atomic: bool,
+    /// The PC of the instruction being executed (race reports).
+    cur_pc: u32,
+    rng: Option<schedule::Rng>,
+    quantum: u32,
+    /// Fuzzing: land pending bulk/TMA loads at random points, not only at the latest one.
+    early_loads: bool,
 }
 
 /// A failed memory access (formatted by the caller, who knows the lane and instruction).
@@ -399,6 +417,9 @@ impl<'a> Ex<'a> {
             Space::Global => self.g.read(a, size).ok_or_else(|| fault(sp, a)),
             Space::Shared => {
                 let e = a.checked_add(size as u64).filter(|&e| e <= smem.len() as u64).ok_or_else(|| fault(sp, a))?;
+                if self.race_on {
+                    self.race.borrow_mut().access(self.asy.cur_warp as usize, self.cur_pc, a, size as u64, false, self.atomic);
+                }
                 Ok(le_read(&smem[a as usize..e as usize]))
             }
             Space::Local => {
@@ -425,6 +446,9 @@ impl<'a> Ex<'a> {
             Space::Shared => {
                 let e = a.checked_add(size as u64).filter(|&e| e <= smem.len() as u64).ok_or_else(|| fault(sp, a))?;
                 self.asy.mark(a, size as u64);
+                if self.race_on {
+                    self.race.get_mut().access(self.asy.cur_warp as usize, self.cur_pc, a, size as u64, true, self.atomic);
+                }
                 le_write(&mut smem[a as usize..e as usize], v);
                 Ok(())
             }
@@ -613,11 +637,12 @@ impl<'a> Ex<'a> {
         let mut n = 0u32;
         self.asy.cur_warp = w.id;
         loop {
-            if n >= QUANTUM {
+            if n >= self.quantum {
                 return Ok(Ev::Quantum);
             }
             n += 1;
             let pc = w.pc;
+            self.cur_pc = pc;
             let inst = &insts[pc as usize];
             let mut m = w.group;
             if inst.guard != NONE {
@@ -1002,15 +1027,19 @@ impl<'a> Ex<'a> {
                             fault = Some((l, MemFault { space, addr, size: size as u32, store: true, misaligned: true }));
                             break;
                         }
+                        self.atomic = true;
                         let old = match self.read(smem, &w.local, l, space, addr, size) {
                             Ok(v) => v,
                             Err(f) => {
+                                self.atomic = false;
                                 fault = Some((l, f));
                                 break;
                             }
                         };
                         let new = atom_apply(op, t, old, xv[l], cv[l]);
-                        if let Err(mut f) = self.write(smem, &mut w.local, l, space, addr, size, new) {
+                        let r = self.write(smem, &mut w.local, l, space, addr, size, new);
+                        self.atomic = false;
+                        if let Err(mut f) = r {
                             f.store = true;
                             fault = Some((l, f));
                             break;
@@ -1076,7 +1105,9 @@ impl<'a> Ex<'a> {
                     }
                 }
                 Op::Trap => {
-                    return Err(self.err(ErrorKind::Fault, w, first_lane(m), pc, "trap executed"));
+                    if m != 0 {
+                        return Err(self.err(ErrorKind::Fault, w, first_lane(m), pc, "trap executed"));
+                    }
                 }
                 Op::Nanosleep => {
                     w.pc = pc + 1;
@@ -1260,7 +1291,10 @@ impl<'a> Ex<'a> {
                     let needed = w.regs[mask as usize * 32 + first_lane(w.group)] as u32;
                     let Some(parts) = self.gather(w, needed, true, pc)? else { continue };
                     let m = self.check_members(w, parts, inst.guard, needed, pc)?;
-                    let leader = first_lane(m);
+                    let leader = match &mut self.rng {
+                        Some(r) if m != 0 => r.lane(m),
+                        _ => first_lane(m),
+                    };
                     if d != R_SINK {
                         let o = d as usize * 32;
                         each(m, |l| w.regs[o + l] = leader as u64);
@@ -1323,6 +1357,9 @@ impl<'a> Ex<'a> {
                             return Err(format!("row address {a:#x}"));
                         }
                         let mut row = [0u8; 16];
+                        if self.race_on {
+                            self.race.borrow_mut().access(self.asy.cur_warp as usize, pc, a64, 16, false, false);
+                        }
                         row.copy_from_slice(&smem_ro[a as usize..a as usize + 16]);
                         Ok(row)
                     });
@@ -1371,6 +1408,9 @@ impl<'a> Ex<'a> {
                         }
                         smem[a as usize..a as usize + 16].copy_from_slice(&bytes);
                         self.asy.mark(a as u64, 16);
+                        if self.race_on {
+                            self.race.borrow_mut().access(self.asy.cur_warp as usize, pc, a as u64, 16, true, false);
+                        }
                         Ok(())
                     });
                     if r.is_err() {
@@ -1408,8 +1448,24 @@ impl<'a> Ex<'a> {
                     }
                 }
                 Op::Async(a) => {
+                    let mbar = match &**a {
+                        AsyncOp::Mbar { op, bar } if self.race_on => Some((op, bar)),
+                        _ => None,
+                    };
+                    let mut addrs = [u32::MAX; 32];
+                    if let Some((op, bar)) = mbar {
+                        each(m, |l| addrs[l] = Self::resolve(bar.space, w.regs[bar.base as usize * 32 + l].wrapping_add(bar.off as u64)).1 as u32);
+                        if matches!(op, MbarOp::Arrive { .. } | MbarOp::CompleteTx { .. }) {
+                            let r = self.race.get_mut();
+                            each(m, |l| r.mbar_release(w.id as usize, addrs[l]));
+                        }
+                    }
                     if !self.async_op(w, smem, a, m, pc)? {
                         return Ok(Ev::Quantum);
+                    }
+                    if let Some((MbarOp::Wait { .. }, _)) = mbar {
+                        let r = self.race.get_mut();
+                        each(m, |l| r.mbar_acquire(w.id as usize, addrs[l]));
                     }
                 }
                 Op::Wgmma(op) => match self.wgmma_step(w, op, pc, inst.guard, smem)? {
@@ -1441,6 +1497,9 @@ impl<'a> Ex<'a> {
                                 }
                             }
                             smem[r.dst as usize..r.dst as usize + r.size as usize].copy_from_slice(&buf[..r.size as usize]);
+                            if self.race_on {
+                                self.race.get_mut().access(w.id as usize, pc, r.dst as u64, r.size as u64, true, false);
+                            }
                         }
                     }
                 }
@@ -1511,10 +1570,16 @@ impl<'a> Ex<'a> {
 
     fn run_cta(&mut self, warps: &mut [Warp], smem: &mut [u8]) -> Res<()> {
         let mut bars: Vec<Barrier> = vec![Barrier::default(); 16];
+        let mut order: Vec<usize> = (0..warps.len()).collect();
         loop {
             let mut progressed = false;
             let mut all_done = true;
-            for wi in 0..warps.len() {
+            if let Some(r) = &mut self.rng {
+                r.shuffle(&mut order);
+                self.quantum = r.quantum(QUANTUM);
+            }
+            for oi in 0..order.len() {
+                let wi = order[oi];
                 if warps[wi].state != WState::Run {
                     if warps[wi].state != WState::Done {
                         all_done = false;
@@ -1524,6 +1589,12 @@ impl<'a> Ex<'a> {
                 all_done = false;
                 progressed = true;
                 let ev = self.step(&mut warps[wi], smem)?;
+                if self.race_on && self.race.get_mut().found.is_some() {
+                    return Err(self.race_err());
+                }
+                if self.early_loads && self.rng.as_mut().is_some_and(|r| r.below(8) == 0) {
+                    self.drain_one(smem)?;
+                }
                 self.wake_mbar(warps)?;
                 if self.thread_insts > self.budget {
                     return Err(self.livelock(warps));
@@ -1551,6 +1622,9 @@ impl<'a> Ex<'a> {
                                 pc,
                                 &format!("barrier {id} used with different thread counts ({:?} and {:?})", b.count, count),
                             ));
+                        }
+                        if self.race_on {
+                            self.race.get_mut().release_into(wi, &mut b.clock);
                         }
                         b.arrived += 32;
                         b.popc += popc;
@@ -1594,6 +1668,9 @@ impl<'a> Ex<'a> {
                 continue;
             }
             for &wi in &b.waiters {
+                if self.race_on {
+                    self.race.borrow_mut().acquire(wi, &b.clock);
+                }
                 let w = &mut warps[wi];
                 w.state = WState::Run;
                 if let Some((kind, d, m)) = w.bar_red.take() {
@@ -1610,6 +1687,32 @@ impl<'a> Ex<'a> {
             }
             *b = Barrier::default();
         }
+    }
+
+    fn race_err(&mut self) -> EmuError {
+        let f = self.race.get_mut().found.take().unwrap();
+        let what = |x: bool| if x { "write" } else { "read" };
+        let (l1, t1) = self.src_of(f.cur.1);
+        let (l2, t2) = self.src_of(f.prev.1);
+        EmuError::new(
+            ErrorKind::Fault,
+            format!(
+                "shared-memory race in kernel {}, CTA ({},{},{}): {} by warp {} at line {} (`{}`) conflicts with {} by warp {} at line {} (`{}`), address {:#x}, no barrier between them",
+                self.k.name,
+                self.cta[0],
+                self.cta[1],
+                self.cta[2],
+                what(f.cur.2),
+                f.cur.0,
+                l1,
+                t1,
+                what(f.prev.2),
+                f.prev.0,
+                l2,
+                t2,
+                f.addr
+            ),
+        )
     }
 
     fn warp_states(&self, warps: &[Warp]) -> String {
@@ -1692,7 +1795,17 @@ pub fn run(l: Launch) -> Result<LaunchStats, EmuError> {
         st: Stats { classes: [0; N_CLASSES], global_bytes: 0, sectors: 0, conflicts: 0, tensor_flops: 0 },
         asy: Default::default(),
         wg: wgmma::CtaWg::new(k),
+        race: RefCell::new(race::Race { on: l.race_check, ..Default::default() }),
+        race_on: l.race_check,
+        atomic: false,
+        cur_pc: 0,
+        rng: l.schedule.seed().map(schedule::Rng::new),
+        quantum: QUANTUM,
+        early_loads: false,
     };
+    // One fuzzed launch in four lands async loads early; the others keep the adversarial
+    // latest-point completion (reading before the wait sees poison).
+    ex.early_loads = ex.rng.as_mut().is_some_and(|r| r.below(4) == 0);
     let nthreads = l.block[0] * l.block[1] * l.block[2];
     let nwarps = nthreads.div_ceil(32);
     let smem_size = (k.dyn_smem_offset + l.dyn_smem) as usize;
@@ -1704,6 +1817,7 @@ pub fn run(l: Launch) -> Result<LaunchStats, EmuError> {
                 smem.fill(crate::mem::POISON);
                 let mut warps: Vec<Warp> = (0..nwarps).map(|w| ex.warp_new(w, nthreads)).collect();
                 ex.asy.reset(smem_size);
+                ex.race.get_mut().reset(warps.len(), smem_size);
                 ex.run_cta(&mut warps, &mut smem)?;
                 ex.wg_end_cta(&warps)?;
                 ex.async_finish(&mut smem)?;
