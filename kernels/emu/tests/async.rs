@@ -264,6 +264,11 @@ impl Pipe {
 
     /// Runs `tma_pipeline` over a rows x 32 f32 tensor; returns (input, output) or the error.
     fn run(&mut self, ntiles: usize, rows: usize, bug: i32) -> (Vec<f32>, Result<Vec<f32>, dsv4_emu::EmuError>) {
+        // Injected bugs are judged under the strict schedule (async results land at their latest
+        // legal point); correct runs take whatever schedule DSV4_EMU_SEED asks for.
+        if bug != 0 {
+            self.dev.set_schedule(dsv4_emu::Schedule::Fixed);
+        }
         let mut rng = Rng(7 + rows as u64);
         let input: Vec<f32> = (0..rows * COLS).map(|_| (rng.range(-1000, 1000) as f32) / 8.0).collect();
         let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -561,7 +561,13 @@ impl<'a> Ex<'a> {
 
     /// Land the oldest pending bulk load and fire its complete_tx. Returns false when none.
     pub(super) fn drain_one(&mut self, smem: &mut [u8]) -> Res<bool> {
-        let Some(ld) = self.asy.loads.pop_front() else { return Ok(false) };
+        // Under a fuzzed schedule pending loads land in any order (the async proxy orders none
+        // of them); otherwise oldest first.
+        let pick = match (&mut self.rng, self.asy.loads.len()) {
+            (Some(r), n) if n > 1 => r.below(n as u64) as usize,
+            _ => 0,
+        };
+        let Some(ld) = self.asy.loads.remove(pick) else { return Ok(false) };
         let (d0, n) = match &ld.kind {
             LoadKind::Bulk { dst, size, .. } => (*dst, *size),
             LoadKind::Tensor { dst, .. } => (*dst, ld.tx),
