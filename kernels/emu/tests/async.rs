@@ -322,7 +322,14 @@ fn tma_pipeline_missing_arrive_deadlocks() {
 
 #[test]
 fn tma_pipeline_read_before_wait_sees_poison() {
+    // The race detector names the early read against the TMA write that lands after it...
     let mut p = Pipe::new();
+    let (_, out) = p.run(6, 48, 2);
+    let e = out.expect_err("the race detector reports a read of a TMA destination before the mbarrier wait");
+    assert!(e.message.contains("shared-memory race") && e.message.contains("cp.async.bulk.tensor") && e.message.contains("ld.shared"), "{e}");
+    // ...and without it, the read sees poison.
+    let mut p = Pipe::new();
+    p.dev.set_race_check(false);
     let (input, out) = p.run(6, 48, 2);
     let out = out.expect("the early read is not an error by itself");
     let want = pipeline_want(&input, 6, 48);

@@ -614,6 +614,14 @@ impl<'a> Ex<'a> {
                 }
             }
         }
+        if self.race_on {
+            // The landed bytes are the issuing warp's write; completing the transaction releases
+            // it through the mbarrier, so only warps that waited on the barrier are ordered
+            // after it (a read before the wait is a race, as well as a poison read).
+            let r = self.race.get_mut();
+            r.access(ld.warp as usize, ld.pc, d0 as u64, n as u64, true, false);
+            r.mbar_release(ld.warp as usize, ld.bar);
+        }
         let Some(mb) = self.asy.bars.get_mut(&ld.bar) else {
             return Err(self.async_err(
                 ErrorKind::Fault,
