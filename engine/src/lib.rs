@@ -4,6 +4,7 @@
 pub use dsv4_reference as reference;
 
 pub mod backend;
+pub mod cpu_kernels;
 pub mod engine;
 pub mod model_step;
 pub mod prefix_cache;

@@ -1,0 +1,205 @@
+//! CPU GEMV kernels at the memory-bandwidth limit.
+//!
+//! 1. This machine's read bandwidth: a multi-threaded read-only sum over 1 GiB (far above the
+//!    last-level cache), median of 9 passes, on 1 thread and on the whole pool.
+//! 2. The kernels (`cpu_kernels::fast_linear` at the detected level and forced scalar) and the
+//!    reference `Linear::forward` on real DeepSeek-V4-Flash shapes at batch 1 and 8. Each case
+//!    sweeps enough distinct copies of the weight (>= 512 MB in all) that weights come from DRAM;
+//!    GB/s counts the stored weight bytes (codes + scales) read per second, % is of the measured
+//!    pool read bandwidth. A summary table (median of several sweeps) is printed first, then
+//!    criterion measures the same cases (`-- --quick` is enough).
+//!
+//! Environment: `CPU_GEMV_SWEEP_MB` (default 512) sets the swept bytes per case;
+//! `CPU_GEMV_SKIP_REF=1` skips the (slow) reference baseline.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use dsv4_engine::cpu_kernels::{fast_linear, Level};
+use dsv4_reference::checkpoint::Bytes;
+use dsv4_reference::linear::{Linear, Weight};
+use dsv4_reference::ActQuant;
+use rayon::prelude::*;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// GB/s of a read-only sum over `buf` split into `threads` contiguous parts.
+fn read_bandwidth(buf: &[u64], threads: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let per = buf.len().div_ceil(threads);
+    let mut runs = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        let s: u64 = pool.install(|| {
+            buf.par_chunks(per)
+                .map(|c| {
+                    let mut a = [0u64; 8];
+                    for ch in c.chunks_exact(8) {
+                        for i in 0..8 {
+                            a[i] = a[i].wrapping_add(ch[i]);
+                        }
+                    }
+                    a.iter().fold(0u64, |x, y| x.wrapping_add(*y))
+                })
+                .reduce(|| 0, |a, b| a.wrapping_add(b))
+        });
+        black_box(s);
+        runs.push((buf.len() * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    median(runs)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn fill(&mut self, n: usize, f: impl Fn(u8) -> u8) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v.iter_mut().for_each(|b| *b = f(*b));
+        v
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Fmt {
+    Fp4,
+    Fp8,
+    Bf16,
+}
+
+struct Case {
+    name: &'static str,
+    fmt: Fmt,
+    out: usize,
+    inp: usize,
+}
+
+fn build(c: &Case, seed: u64) -> Linear {
+    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let (out, inp) = (c.out, c.inp);
+    let weight = match c.fmt {
+        Fmt::Fp4 => Weight::Fp4 {
+            w: Bytes::from_vec(r.fill(out * inp / 2, |b| b)),
+            scale: Bytes::from_vec(r.fill(out * inp / 32, |b| 118 + b % 12)),
+        },
+        Fmt::Fp8 => Weight::Fp8 {
+            w: Bytes::from_vec(r.fill(out * inp, |b| if b & 0x7F == 0x7F { b - 1 } else { b })),
+            scale: Bytes::from_vec(r.fill(out.div_ceil(128) * inp.div_ceil(128), |b| 115 + b % 12)),
+        },
+        Fmt::Bf16 => Weight::Bf16(Bytes::from_vec(r.fill(out * inp * 2, |b| (b & 0xBF) | 0x3C))),
+    };
+    Linear { out, inp, weight }
+}
+
+fn stored_bytes(l: &Linear) -> usize {
+    match &l.weight {
+        Weight::Fp4 { w, scale } | Weight::Fp8 { w, scale } => w.len() + scale.len(),
+        Weight::Bf16(w) => w.len(),
+        Weight::F32(v) => v.len() * 4,
+    }
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    let level = Level::detect();
+    let sweep_mb: usize = std::env::var("CPU_GEMV_SWEEP_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
+    let skip_ref = std::env::var("CPU_GEMV_SKIP_REF").is_ok_and(|v| v == "1");
+    // `off` times the GEMV alone (no activation quantisation in front)
+    let aq = if std::env::var("CPU_GEMV_AQ").is_ok_and(|v| v == "off") { ActQuant::Off } else { ActQuant::On };
+
+    let bw1;
+    let bwn;
+    {
+        let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64 * 0x9E37_79B9).collect(); // 1 GiB
+        bw1 = read_bandwidth(&buf, 1);
+        bwn = read_bandwidth(&buf, threads);
+    }
+    println!("cpu_gemv: level {level:?} (available {:?}), {threads} pool threads", Level::available());
+    println!("read-only sum over 1 GiB: 1 thread {bw1:.1} GB/s, {threads} threads {bwn:.1} GB/s (median of 9)");
+
+    let cases = [
+        Case { name: "fp4 expert w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096 },
+        Case { name: "fp4 expert w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048 },
+        Case { name: "fp8 wq_b 1024->32768", fmt: Fmt::Fp8, out: 32768, inp: 1024 },
+        Case { name: "fp8 shared w1 4096->2048", fmt: Fmt::Fp8, out: 2048, inp: 4096 },
+        Case { name: "bf16 head slice 4096->8192", fmt: Fmt::Bf16, out: 8192, inp: 4096 },
+    ];
+
+    let mut crit = Criterion::default()
+        .configure_from_args()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+
+    println!("{:<30} {:>5} {:>9} {:>10} {:>8} {:>10} {:>10} {:>7}", "shape", "batch", "MB", "kernel ms", "GB/s", "% of bw", "ref GB/s", "speedup");
+    for (ci, c) in cases.iter().enumerate() {
+        let one = build(c, ci as u64 * 1000 + 1);
+        let bytes = stored_bytes(&one);
+        let copies = (sweep_mb * 1_000_000).div_ceil(bytes).max(2);
+        let ws: Vec<Linear> = std::iter::once(one).chain((1..copies).map(|i| build(c, ci as u64 * 1000 + 1 + i as u64))).collect();
+        for m in [1usize, 8] {
+            let x: Vec<f32> = (0..m * c.inp).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01).collect();
+            // summary: median of 5 sweeps over all copies
+            let mut runs = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                for w in &ws {
+                    black_box(fast_linear(level, w, black_box(&x), 0..c.out, aq));
+                }
+                runs.push(t.elapsed().as_secs_f64() / ws.len() as f64);
+            }
+            let t = median(runs);
+            let gbs = bytes as f64 / t / 1e9;
+            let (rgbs, sp) = if skip_ref {
+                (f64::NAN, f64::NAN)
+            } else {
+                let mut rr = Vec::new();
+                for w in ws.iter().take(3) {
+                    let t0 = Instant::now();
+                    black_box(w.forward(black_box(&x), aq));
+                    rr.push(t0.elapsed().as_secs_f64());
+                }
+                let rt = median(rr);
+                (bytes as f64 / rt / 1e9, rt / t)
+            };
+            println!(
+                "{:<30} {:>5} {:>9.2} {:>10.3} {:>8.2} {:>9.0}% {:>10.3} {:>6.0}x",
+                c.name, m, bytes as f64 / 1e6, t * 1e3, gbs, 100.0 * gbs / bwn, rgbs, sp
+            );
+
+            let mut g = crit.benchmark_group(format!("{} b{m}", c.name));
+            g.throughput(Throughput::BytesDecimal(bytes as u64));
+            let mut i = 0;
+            g.bench_function(format!("{level:?}"), |bch| {
+                bch.iter(|| {
+                    i = (i + 1) % ws.len();
+                    fast_linear(level, &ws[i], &x, 0..c.out, aq)
+                })
+            });
+            if !skip_ref {
+                g.sample_size(10).warm_up_time(Duration::from_millis(1)).measurement_time(Duration::from_millis(500));
+                let mut i = 0;
+                g.bench_function("reference", |bch| {
+                    bch.iter(|| {
+                        i = (i + 1) % ws.len();
+                        ws[i].forward(&x, aq)
+                    })
+                });
+            }
+            g.finish();
+        }
+    }
+    crit.final_summary();
+}

@@ -1,0 +1,117 @@
+//! BF16 GEMV (head, compressors, router): weights `[out, in]` as bf16 bits, read in place.
+//!
+//! AVX2: 16 weights (32 bytes) per step; `and 0xFFFF0000` gives the odd elements as f32 and
+//! `<< 16` the even ones, so `x` is pre-arranged once per call into [even 8 | odd 8] groups.
+
+use std::ops::Range;
+
+use super::{pool, with_batch, Level, OutPtr, MAX_BATCH};
+
+/// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
+pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+    assert!(w.len() >= out * inp * 2, "BF16 weight has {} bytes, needs {}", w.len(), out * inp * 2);
+    assert!(rows.end <= out);
+    assert!(inp > 0);
+    assert_eq!(x.len() % inp, 0);
+    let m = x.len() / inp;
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let level = level.kernel();
+    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
+        let mb = xc.len() / inp;
+        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
+        let row0 = rows.start;
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::Avx512 => {
+                let xs = deinterleave(xc, inp);
+                let xs = &xs[..];
+                pool::split_rows(rows.clone(), 1, inp * 2, |r| unsafe {
+                    with_batch!(mb, rows_avx2(w, inp, xs, r, yp, n, row0))
+                });
+            }
+            _ => pool::split_rows(rows.clone(), 1, inp * 2, |r| with_batch!(mb, rows_scalar(w, inp, xc, r, yp, n, row0))),
+        }
+    }
+    y
+}
+
+/// Each full group of 16 inputs as [x0 x2 .. x14 | x1 x3 .. x15]; the tail as is.
+fn deinterleave(x: &[f32], k: usize) -> Vec<f32> {
+    let mut o = x.to_vec();
+    for (row, orow) in x.chunks(k).zip(o.chunks_mut(k)) {
+        for (g, og) in row.chunks_exact(16).zip(orow.chunks_exact_mut(16)) {
+            for j in 0..8 {
+                og[j] = g[2 * j];
+                og[8 + j] = g[2 * j + 1];
+            }
+        }
+    }
+    o
+}
+
+#[inline(always)]
+fn bf16_at(w: &[u8], i: usize) -> f32 {
+    f32::from_bits((u16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as u32) << 16)
+}
+
+fn rows_scalar<const B: usize>(w: &[u8], k: usize, x: &[f32], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
+    for n in r {
+        let wr = &w[n * k * 2..(n + 1) * k * 2];
+        let mut acc = [0.0f32; B];
+        for blk in (0..k).step_by(128) {
+            let mut p = [0.0f32; B];
+            for i in blk..(blk + 128).min(k) {
+                let wv = bf16_at(wr, i);
+                for (b, pb) in p.iter_mut().enumerate() {
+                    *pb += x[b * k + i] * wv;
+                }
+            }
+            for b in 0..B {
+                acc[b] += p[b];
+            }
+        }
+        for (b, a) in acc.iter().enumerate() {
+            unsafe { y.write(b * ldy + n - row0, *a) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<const B: usize>(w: &[u8], k: usize, x: &[f32], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
+    use std::arch::x86_64::*;
+    let hi_mask = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+    let full = k / 16 * 16;
+    let xp = x.as_ptr();
+    for n in r {
+        let wr = &w[n * k * 2..(n + 1) * k * 2];
+        let wp = wr.as_ptr();
+        let mut a0 = [_mm256_setzero_ps(); B];
+        let mut a1 = [_mm256_setzero_ps(); B];
+        let mut i = 0;
+        while i < full {
+            let gp = unsafe { wp.add(2 * i) };
+            if i % 32 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(gp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            }
+            let v = unsafe { _mm256_loadu_si256(gp as *const __m256i) };
+            let odd = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+            let even = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v));
+            for b in 0..B {
+                let xe = unsafe { _mm256_loadu_ps(xp.add(b * k + i)) };
+                let xo = unsafe { _mm256_loadu_ps(xp.add(b * k + i + 8)) };
+                a0[b] = _mm256_fmadd_ps(xe, even, a0[b]);
+                a1[b] = _mm256_fmadd_ps(xo, odd, a1[b]);
+            }
+            i += 16;
+        }
+        for b in 0..B {
+            let mut s = super::hsum256(_mm256_add_ps(a0[b], a1[b]));
+            for j in full..k {
+                s += x[b * k + j] * bf16_at(wr, j);
+            }
+            unsafe { y.write(b * ldy + n - row0, s) };
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Runtime CPU feature detection. The level is passed explicitly to every kernel entry point so
+//! tests can force each one; `Level::detect()` picks the best the CPU has.
+
+use std::sync::OnceLock;
+
+/// An instruction-set level, ordered from the most portable up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Portable Rust, any CPU.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW (+VNNI when present). Runs the AVX2 kernels for now (no AVX-512
+    /// specific kernel yet; see the module docs).
+    Avx512,
+}
+
+impl Level {
+    /// The best level this CPU supports (cached).
+    pub fn detect() -> Level {
+        static L: OnceLock<Level> = OnceLock::new();
+        *L.get_or_init(|| {
+            let mut best = Level::Scalar;
+            for l in [Level::Avx2, Level::Avx512] {
+                if l.is_supported() {
+                    best = l;
+                }
+            }
+            best
+        })
+    }
+
+    /// Whether this CPU can run the kernels of this level.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Level::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                Level::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Whether AVX-512 VNNI is present (for the int8 path; informational for now).
+    pub fn has_vnni() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Every level this CPU supports, most portable first.
+    pub fn available() -> Vec<Level> {
+        [Level::Scalar, Level::Avx2, Level::Avx512].into_iter().filter(|l| l.is_supported()).collect()
+    }
+
+    /// The level whose kernels actually run: unsupported levels panic, AVX-512 uses AVX2 code.
+    pub(crate) fn kernel(self) -> Level {
+        assert!(self.is_supported(), "CPU level {self:?} is not supported on this machine");
+        match self {
+            Level::Avx512 => Level::Avx2,
+            l => l,
+        }
+    }
+
+    /// Parses `scalar`, `avx2`, `avx512` (for env overrides and command lines).
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "scalar" => Some(Level::Scalar),
+            "avx2" => Some(Level::Avx2),
+            "avx512" => Some(Level::Avx512),
+            _ => None,
+        }
+    }
+}

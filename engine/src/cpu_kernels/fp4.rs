@@ -1,0 +1,246 @@
+//! FP4 GEMV: e2m1 codes `[out, in/2]` (low nibble = even input) with one e8m0 scale per 32
+//! inputs of a row (`[out, in/32]`), read in place.
+//!
+//! The decoded weights are multiplied by their block's e8m0 scale (a power of two: exact, the
+//! same `w` the reference dequantises) and accumulated as `x · w` in f32, so the result is
+//! `Linear::forward`'s up to the f32 summation order.
+//!
+//! AVX2: 4 code bytes are broadcast to 8 lanes, `vpsrlvd` puts nibble i in lane i, `vpermps`
+//! looks up the magnitude (3 low bits) in an 8-entry table whose entries are pre-XORed with
+//! `m << 28`, and XOR with `idx << 28` then cancels that and sets the sign bit (bit 3 of the
+//! nibble lands in bit 31): 4 integer/shuffle ops + 1 scale multiply per 8 weights, then one
+//! FMA per batch row; used for batches of 3..=8. Batches of 1-2 use `rows_shuf` (shuffles only,
+//! see there), about 1.4x faster per weight on the AVX2 dev box (AMD EPYC), where `vpermps` and
+//! `vcvtph2ps` (an F16C variant was tried and dropped) are the bottleneck.
+
+use std::ops::Range;
+
+use super::{pool, with_batch, Level, OutPtr, E2M1, E8M0, MAX_BATCH};
+
+/// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
+pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+    assert!(inp.is_multiple_of(32) && inp > 0, "FP4 input dim {inp} is not a multiple of 32");
+    assert!(w.len() >= out * inp / 2, "FP4 weight has {} bytes, needs {}", w.len(), out * inp / 2);
+    assert!(scale.len() >= out * inp / 32, "FP4 scale has {} bytes, needs {}", scale.len(), out * inp / 32);
+    assert!(rows.end <= out);
+    assert_eq!(x.len() % inp, 0);
+    let m = x.len() / inp;
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let level = level.kernel();
+    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
+        let mb = xc.len() / inp;
+        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
+        let row0 = rows.start;
+        // batch 1-2: the shuffle-only decode (cheapest per weight); 3-8: the `vpermps` decode
+        // with the scale folded into the weights (fewest ops per batch row)
+        let shuf = level != Level::Scalar && mb <= 2;
+        let xs = if shuf { split_even_odd(xc) } else { Vec::new() };
+        let xs = &xs[..];
+        pool::split_rows(rows.clone(), 1, inp / 2, |r| match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::Avx512 if shuf => unsafe { with_batch!(mb, rows_shuf(w, scale, inp, xs, r, yp, n, row0)) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::Avx512 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
+            _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
+        });
+    }
+    y
+}
+
+/// Portable kernel: rows `r`, output `y[b * ldy + (row - row0)]`.
+fn rows_scalar<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    let (e2m1, e8m0) = (&*E2M1, &*E8M0);
+    let kb = k / 32;
+    for n in r {
+        let wr = &w[n * k / 2..(n + 1) * k / 2];
+        let sr = &scale[n * kb..(n + 1) * kb];
+        let mut acc = [0.0f32; B];
+        for (blk, (wb, &s)) in wr.chunks_exact(16).zip(sr).enumerate() {
+            let mut p = [0.0f32; B];
+            for (j, &byte) in wb.iter().enumerate() {
+                let (w0, w1) = (e2m1[(byte & 15) as usize], e2m1[(byte >> 4) as usize]);
+                for (b, pb) in p.iter_mut().enumerate() {
+                    let xi = b * k + blk * 32 + 2 * j;
+                    *pb += x[xi] * w0 + x[xi + 1] * w1;
+                }
+            }
+            let s = e8m0[s as usize];
+            for b in 0..B {
+                acc[b] += p[b] * s;
+            }
+        }
+        for (b, a) in acc.iter().enumerate() {
+            unsafe { y.write(b * ldy + n - row0, *a) };
+        }
+    }
+}
+
+/// The magnitude table for `vpermps`, entry m pre-XORed with `m << 28` (see the module docs).
+#[cfg(target_arch = "x86_64")]
+const fn perm_table() -> [i32; 8] {
+    let v = [0.0f32, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+    let mut t = [0i32; 8];
+    let mut m = 0;
+    while m < 8 {
+        t[m] = (v[m].to_bits() ^ ((m as u32) << 28)) as i32;
+        m += 1;
+    }
+    t
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_avx2<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(r.end * k / 2 <= w.len() && r.end * (k / 32) <= scale.len() && x.len() >= B * k);
+    let e8m0 = &*E8M0;
+    let t = perm_table();
+    let table = _mm256_castsi256_ps(_mm256_setr_epi32(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]));
+    let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    let kb = k / 32;
+    let rb = k / 2;
+    let xp = x.as_ptr();
+    for n in r {
+        let wp = unsafe { w.as_ptr().add(n * rb) };
+        let sp = unsafe { scale.as_ptr().add(n * kb) };
+        // The block scale is folded into the decoded weights (exact: a power of two), and each
+        // batch row keeps up to 4 independent accumulators (short dependency chains: the
+        // decode latency is long and the FP scheduler is small on some cores).
+        let mut acc = [[_mm256_setzero_ps(); 4]; B];
+        for blk in 0..kb {
+            let bp = unsafe { wp.add(blk * 16) };
+            if blk % 4 == 0 {
+                // one 64-byte line per 4 blocks, PREFETCH_BYTES ahead (may point past the end:
+                // prefetches never fault)
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            }
+            let s = _mm256_set1_ps(unsafe { *e8m0.get_unchecked(*sp.add(blk) as usize) });
+            for g in 0..4 {
+                let word = unsafe { (bp.add(g * 4) as *const i32).read_unaligned() };
+                let idx = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
+                let mag = _mm256_permutevar8x32_ps(table, idx);
+                let sgn = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+                let ws = _mm256_mul_ps(_mm256_xor_ps(mag, sgn), s);
+                let u = if B == 1 { g } else if B == 2 { g % 2 } else { 0 };
+                for b in 0..B {
+                    let xv = unsafe { _mm256_loadu_ps(xp.add(b * k + blk * 32 + g * 8)) };
+                    acc[b][u] = _mm256_fmadd_ps(xv, ws, acc[b][u]);
+                }
+            }
+        }
+        let acc: [__m256; B] =
+            std::array::from_fn(|b| _mm256_add_ps(_mm256_add_ps(acc[b][0], acc[b][1]), _mm256_add_ps(acc[b][2], acc[b][3])));
+        for b in 0..B {
+            unsafe { y.write(b * ldy + n - row0, super::hsum256(acc[b])) };
+        }
+    }
+}
+
+/// 2·e2m1 as int8 (exact integers in -12..=12), for `vpshufb`.
+#[cfg(target_arch = "x86_64")]
+const INT2X: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Each 32-input block of each row of `x` as [even 16 | odd 16] (the order the shuffle kernel
+/// decodes the low and high nibbles in).
+pub(crate) fn split_even_odd(x: &[f32]) -> Vec<f32> {
+    let mut o = vec![0.0; x.len()];
+    for (b, ob) in x.chunks_exact(32).zip(o.chunks_exact_mut(32)) {
+        for j in 0..16 {
+            ob[j] = b[2 * j];
+            ob[16 + j] = b[2 * j + 1];
+        }
+    }
+    o
+}
+
+/// Shuffle-only variant (no `vpermps`, no `vcvtph2ps`, which are slow on some AVX2 cores):
+/// 16 code bytes are broadcast to both 128-bit lanes, split into low / high nibbles, looked up
+/// as int8 `2·e2m1` by `vpshufb`, spread by a second `vpshufb` into the top byte of each dword
+/// (lane 0 takes bytes 0-3, lane 1 bytes 4-7) and converted by `vcvtdq2ps`, which gives
+/// `2·e2m1·2^24` exactly; the `2^-25` goes on the per-block partial sum. `x` comes from
+/// [`split_even_odd`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_shuf<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    use std::arch::x86_64::*;
+    let e8m0 = &*E8M0;
+    let t = INT2X;
+    let table = _mm256_setr_epi8(
+        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[0],
+        t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
+    );
+    const Z: i8 = -128; // 0x80: pshufb writes zero
+    // dword j of lane 0 <- byte j (+off), dword j of lane 1 <- byte 4+j (+off), in the top byte
+    let spread = |off: i8| {
+        _mm256_setr_epi8(
+            Z, Z, Z, off, Z, Z, Z, off + 1, Z, Z, Z, off + 2, Z, Z, Z, off + 3, Z, Z, Z, off + 4, Z, Z, Z, off + 5, Z,
+            Z, Z, off + 6, Z, Z, Z, off + 7,
+        )
+    };
+    let (c0, c1) = (spread(0), spread(8));
+    let m0f = _mm256_set1_epi8(0x0F);
+    let inv = _mm256_set1_ps(1.0 / 33554432.0); // 2^-25
+    let kb = k / 32;
+    let rb = k / 2;
+    let xp = x.as_ptr();
+    for n in r {
+        let wp = unsafe { w.as_ptr().add(n * rb) };
+        let sp = unsafe { scale.as_ptr().add(n * kb) };
+        let mut acc = [_mm256_setzero_ps(); B];
+        for blk in 0..kb {
+            let bp = unsafe { wp.add(blk * 16) };
+            if blk % 4 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            }
+            let s = _mm256_set1_ps(unsafe { *e8m0.get_unchecked(*sp.add(blk) as usize) });
+            let v = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(bp as *const __m128i) });
+            let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m0f));
+            let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16::<4>(v), m0f));
+            let w0 = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(lo, c0));
+            let w1 = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(lo, c1));
+            let w2 = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(hi, c0));
+            let w3 = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(hi, c1));
+            for b in 0..B {
+                let xb = unsafe { xp.add(b * k + blk * 32) };
+                let mut p = _mm256_mul_ps(unsafe { _mm256_loadu_ps(xb) }, w0);
+                p = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb.add(8)) }, w1, p);
+                p = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb.add(16)) }, w2, p);
+                p = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb.add(24)) }, w3, p);
+                acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(p, inv), s, acc[b]);
+            }
+        }
+        for b in 0..B {
+            unsafe { y.write(b * ldy + n - row0, super::hsum256(acc[b])) };
+        }
+    }
+}

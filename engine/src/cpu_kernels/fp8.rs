@@ -1,0 +1,172 @@
+//! FP8 GEMV: e4m3 weights `[out, in]` with e8m0 scales per 128x128 block
+//! (`[ceil(out/128), ceil(in/128)]`), read in place.
+//!
+//! Per row and 128-input block: `p = Σ x·e4m3` in f32, then `acc += p · 2^e`.
+//!
+//! AVX2 + F16C: an e4m3 byte placed in the high byte of a 16-bit word, arithmetic-shifted right
+//! by one and masked with 0xBFFF is the f16 of `e4m3 · 2^-8` (normals and subnormals alike), so
+//! `vcvtph2ps` decodes 8 weights exactly; the 2^8 goes into the block scale. The NaN codes
+//! (0x7F, 0xFF) do not survive that trick, so they are detected on the bytes and turn the row's
+//! outputs into NaN, as in the reference.
+
+use std::ops::Range;
+
+use super::{pool, with_batch, Level, OutPtr, E4M3, E8M0, MAX_BATCH};
+
+const BLOCK: usize = 128;
+
+/// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
+pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+    assert!(inp > 0);
+    assert!(w.len() >= out * inp, "FP8 weight has {} bytes, needs {}", w.len(), out * inp);
+    let need = out.div_ceil(BLOCK) * inp.div_ceil(BLOCK);
+    assert!(scale.len() >= need, "FP8 scale has {} bytes, needs {need}", scale.len());
+    assert!(rows.end <= out);
+    assert_eq!(x.len() % inp, 0);
+    let m = x.len() / inp;
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let level = level.kernel();
+    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
+        let mb = xc.len() / inp;
+        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
+        let row0 = rows.start;
+        pool::split_rows(rows.clone(), 1, inp, |r| match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::Avx512 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
+            _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
+        });
+    }
+    y
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rows_scalar<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    let (e4m3, e8m0) = (&*E4M3, &*E8M0);
+    let kbn = k.div_ceil(BLOCK);
+    for n in r {
+        let wr = &w[n * k..(n + 1) * k];
+        let sr = &scale[(n / BLOCK) * kbn..][..kbn];
+        let mut acc = [0.0f32; B];
+        for (kb, wb) in wr.chunks(BLOCK).enumerate() {
+            let mut p = [0.0f32; B];
+            for (j, &c) in wb.iter().enumerate() {
+                let wv = e4m3[c as usize];
+                for (b, pb) in p.iter_mut().enumerate() {
+                    *pb += x[b * k + kb * BLOCK + j] * wv;
+                }
+            }
+            let s = e8m0[sr[kb] as usize];
+            for b in 0..B {
+                acc[b] += p[b] * s;
+            }
+        }
+        for (b, a) in acc.iter().enumerate() {
+            unsafe { y.write(b * ldy + n - row0, *a) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_avx2<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    use std::arch::x86_64::*;
+    let (e4m3, e8m0) = (&*E4M3, &*E8M0);
+    let kbn = k.div_ceil(BLOCK);
+    let xp = x.as_ptr();
+    let zero = _mm_setzero_si128();
+    let m7f = _mm_set1_epi8(0x7F);
+    let mbf = _mm_set1_epi16(0xBFFFu16 as i16);
+    let two8 = _mm256_set1_ps(256.0);
+    for n in r {
+        let wr = &w[n * k..(n + 1) * k];
+        let wp = wr.as_ptr();
+        let sr = &scale[(n / BLOCK) * kbn..][..kbn];
+        let mut acc = [_mm256_setzero_ps(); B];
+        let mut tail = [0.0f32; B];
+        let mut nan = _mm_setzero_si128();
+        for kb in 0..kbn {
+            let start = kb * BLOCK;
+            let len = BLOCK.min(k - start);
+            let code = sr[kb];
+            let s = e8m0[code as usize];
+            // B <= 2: two partial-sum chains per batch row, scaled once per block. B >= 3: the
+            // scale (times 2^8) is folded into the decoded weights (exact: powers of two), keeping
+            // B accumulators in registers; codes >= 247 (2^8·s would overflow) take the scalar
+            // tail path for the whole block.
+            let fold = B >= 3;
+            let vec_end = if fold && code >= 247 { 0 } else { len / 16 * 16 };
+            let fs = _mm256_set1_ps(s * 256.0);
+            let mut p0 = [_mm256_setzero_ps(); B];
+            let mut p1 = [_mm256_setzero_ps(); B];
+            let mut i = 0;
+            while i < vec_end {
+                let bp = unsafe { wp.add(start + i) };
+                if i % 64 == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+                }
+                let bytes = unsafe { _mm_loadu_si128(bp as *const __m128i) };
+                nan = _mm_or_si128(nan, _mm_cmpeq_epi8(_mm_and_si128(bytes, m7f), m7f));
+                let lo = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpacklo_epi8(zero, bytes)), mbf);
+                let hi = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpackhi_epi8(zero, bytes)), mbf);
+                let wl = _mm256_cvtph_ps(lo);
+                let wh = _mm256_cvtph_ps(hi);
+                if fold {
+                    let (wl, wh) = (_mm256_mul_ps(wl, fs), _mm256_mul_ps(wh, fs));
+                    for b in 0..B {
+                        let xb = unsafe { xp.add(b * k + start + i) };
+                        acc[b] = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb) }, wl, acc[b]);
+                        acc[b] = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb.add(8)) }, wh, acc[b]);
+                    }
+                } else {
+                    for b in 0..B {
+                        let xb = unsafe { xp.add(b * k + start + i) };
+                        p0[b] = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb) }, wl, p0[b]);
+                        p1[b] = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xb.add(8)) }, wh, p1[b]);
+                    }
+                }
+                i += 16;
+            }
+            if !fold {
+                let sv = _mm256_set1_ps(s);
+                for b in 0..B {
+                    let p = _mm256_mul_ps(_mm256_add_ps(p0[b], p1[b]), two8);
+                    acc[b] = _mm256_fmadd_ps(p, sv, acc[b]);
+                }
+            }
+            if i < len {
+                for b in 0..B {
+                    let mut t = 0.0f32;
+                    for j in start + i..start + len {
+                        t += x[b * k + j] * e4m3[wr[j] as usize];
+                    }
+                    tail[b] += t * s;
+                }
+            }
+        }
+        let any_nan = _mm_movemask_epi8(nan) != 0;
+        for b in 0..B {
+            let v = if any_nan { f32::NAN } else { super::hsum256(acc[b]) + tail[b] };
+            unsafe { y.write(b * ldy + n - row0, v) };
+        }
+    }
+}

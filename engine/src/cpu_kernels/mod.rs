@@ -1,0 +1,129 @@
+//! Fast CPU GEMV/GEMM kernels for the decode path: `y[b, n] = Σ_k x[b, k] · W[n, k]` with the
+//! checkpoint's weight formats read in place (`&[u8]` slices of the memory map, no repack):
+//!
+//! - [`fp4`]: e2m1 codes `[out, in/2]` (low nibble = even input), e8m0 scales `[out, in/32]`;
+//! - [`fp8`]: e4m3 `[out, in]`, e8m0 scales per 128x128 block;
+//! - [`bf16`]: plain BF16 `[out, in]` (head, compressors).
+//!
+//! Every kernel computes the same numbers as `reference::linear::Linear::forward` up to the f32
+//! summation order: the weights are decoded exactly (e2m1, e4m3 and bf16 are exact in f32; the
+//! e8m0 scales are powers of two, applied exactly to the decoded weights or to per-block partial
+//! sums). The activation
+//! quantisation (`ActQuant::On`) is the reference's own `act_quant_fp8`, applied before the GEMV.
+//!
+//! Dispatch ([`dispatch::Level`]) is explicit: every entry point takes the level, and
+//! `Level::detect()` returns the best one the CPU has. Rows are split across the threads of
+//! [`pool`]; batches of 1..=8 rows of `x` are specialised at compile time (more are run 8 at a
+//! time).
+
+// Kernels index several same-length arrays by batch row and take the same 8 arguments.
+#![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+
+pub mod bf16;
+pub mod dispatch;
+pub mod fp4;
+pub mod fp8;
+pub mod pool;
+
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use dsv4_reference::linear::{Linear, Weight, ACT_BLOCK, FP4_WEIGHT_BLOCK};
+use dsv4_reference::quant::{act_quant_fp8, ActQuant};
+
+pub use dispatch::Level;
+
+/// Largest batch a kernel specialises; bigger batches run in chunks of this many rows.
+pub const MAX_BATCH: usize = 8;
+
+/// Software prefetch distance in bytes ahead of the weight pointer.
+pub(crate) const PREFETCH_BYTES: usize = 2048;
+
+/// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ` with the kernel for `lin`'s weight format at `level`,
+/// the activation quantised first exactly like `Linear::forward_rows`. Formats without a fast
+/// kernel here (F32, FP4 with `inp` not a multiple of 32) run the reference.
+pub fn fast_linear(level: Level, lin: &Linear, x: &[f32], rows: Range<usize>, aq: ActQuant) -> Vec<f32> {
+    let k = lin.inp;
+    assert_eq!(x.len() % k.max(1), 0, "input length {} is not a multiple of {k}", x.len());
+    assert!(rows.start <= rows.end && rows.end <= lin.out, "rows {rows:?} out of 0..{}", lin.out);
+    let quantized;
+    let xs: &[f32] = if lin.is_quantized() && aq.is_on() {
+        quantized = quantize_activations(x, k);
+        &quantized
+    } else {
+        x
+    };
+    match &lin.weight {
+        Weight::Fp4 { w, scale } if k.is_multiple_of(FP4_WEIGHT_BLOCK) => fp4::gemv(level, w, scale, lin.out, k, xs, rows),
+        Weight::Fp8 { w, scale } => fp8::gemv(level, w, scale, lin.out, k, xs, rows),
+        Weight::Bf16(w) => bf16::gemv(level, w, lin.out, k, xs, rows),
+        _ => lin.forward_rows(x, rows, aq),
+    }
+}
+
+/// The activations as `Linear::forward_rows` feeds them to its GEMM: FP8 per 128 values with
+/// power-of-two scales, multiplied back (`q · s`, exact).
+pub fn quantize_activations(x: &[f32], k: usize) -> Vec<f32> {
+    let (q, s) = act_quant_fp8(x, k, ACT_BLOCK);
+    let nb = k.div_ceil(ACT_BLOCK);
+    q.iter().enumerate().map(|(i, v)| v * s[(i / k) * nb + (i % k) / ACT_BLOCK]).collect()
+}
+
+/// e8m0 byte -> f32 (2^(b-127); 0xFF is NaN), as `formats::e8m0_to_f32`.
+pub(crate) static E8M0: LazyLock<[f32; 256]> =
+    LazyLock::new(|| std::array::from_fn(|b| dsv4_reference::formats::e8m0_to_f32(b as u8)));
+
+/// e4m3 byte -> f32 (0x7F / 0xFF are NaN), as `formats::e4m3_to_f32`.
+pub(crate) static E4M3: LazyLock<[f32; 256]> =
+    LazyLock::new(|| std::array::from_fn(|b| dsv4_reference::formats::e4m3_to_f32(b as u8)));
+
+/// e2m1 nibble -> f32, as `formats::e2m1_to_f32`.
+pub(crate) static E2M1: LazyLock<[f32; 16]> =
+    LazyLock::new(|| std::array::from_fn(|c| dsv4_reference::formats::e2m1_to_f32(c as u8)));
+
+/// A raw output pointer shared by the row-splitting threads; each writes disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub *mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// # Safety
+    /// `i` in bounds of the output and written by one thread only.
+    #[inline(always)]
+    pub unsafe fn write(self, i: usize, v: f32) {
+        unsafe { *self.0.add(i) = v }
+    }
+}
+
+/// Calls `$f::<B>($args)` for the runtime batch size `$m` in 1..=8.
+macro_rules! with_batch {
+    ($m:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $m {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            m => unreachable!("batch {m} is not in 1..=8"),
+        }
+    };
+}
+pub(crate) use with_batch;
+
+/// Horizontal sum of 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}

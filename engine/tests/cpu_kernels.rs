@@ -1,0 +1,228 @@
+//! The fast CPU kernels against the reference `Linear::forward`: every level this CPU has, random
+//! shapes (odd `out`, FP4 `in` a multiple of 32, FP8 / BF16 any `in`), batch 1..=8 (and a chunked
+//! batch above 8), sub-ranges of rows, and NaN propagation. Tolerance: 1e-5 · Σ|x·w| per output
+//! (the kernels differ from the reference only in the f32 summation order).
+
+use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Level};
+use dsv4_engine::reference::checkpoint::Bytes;
+use dsv4_engine::reference::linear::{Linear, Weight};
+use dsv4_engine::reference::ActQuant;
+use proptest::prelude::*;
+
+/// splitmix64 for test data.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Roughly N(0,1) times a random power-of-two-ish magnitude per call site.
+    fn f32(&mut self) -> f32 {
+        let u = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        let v = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        (u + v - 1.0) * 3.0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fmt {
+    Fp4,
+    Fp8,
+    Bf16,
+}
+
+/// A random `Linear` of the format; scales are e8m0 codes around 2^0 (normal range), FP8 codes
+/// avoid the NaN codes, FP4 codes are all valid.
+fn random_linear(fmt: Fmt, out: usize, inp: usize, seed: u64) -> Linear {
+    let mut r = Rng(seed);
+    let weight = match fmt {
+        Fmt::Fp4 => {
+            let w: Vec<u8> = (0..out * inp / 2).map(|_| r.byte()).collect();
+            let s: Vec<u8> = (0..out * inp / 32).map(|_| 120 + r.below(14) as u8).collect();
+            Weight::Fp4 { w: Bytes::from_vec(w), scale: Bytes::from_vec(s) }
+        }
+        Fmt::Fp8 => {
+            let w: Vec<u8> = (0..out * inp)
+                .map(|_| {
+                    let b = r.byte();
+                    if b & 0x7F == 0x7F {
+                        b - 1
+                    } else {
+                        b
+                    }
+                })
+                .collect();
+            let s: Vec<u8> = (0..out.div_ceil(128) * inp.div_ceil(128)).map(|_| 115 + r.below(16) as u8).collect();
+            Weight::Fp8 { w: Bytes::from_vec(w), scale: Bytes::from_vec(s) }
+        }
+        Fmt::Bf16 => {
+            let w: Vec<u8> = (0..out * inp).flat_map(|_| ((r.f32().to_bits() >> 16) as u16).to_le_bytes()).collect();
+            Weight::Bf16(Bytes::from_vec(w))
+        }
+    };
+    Linear { out, inp, weight }
+}
+
+fn random_x(m: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng(seed ^ 0xABCDEF);
+    let mag = [1e-3f32, 0.1, 1.0, 30.0][r.below(4)];
+    (0..m * k).map(|_| r.f32() * mag).collect()
+}
+
+/// Checks `fast_linear` at every available level against the reference.
+fn check(lin: &Linear, x: &[f32], rows: std::ops::Range<usize>, aq: ActQuant) -> Result<(), TestCaseError> {
+    let k = lin.inp;
+    let m = x.len() / k;
+    let want = lin.forward_rows(x, rows.clone(), aq);
+    let xe = if lin.is_quantized() && aq.is_on() { quantize_activations(x, k) } else { x.to_vec() };
+    let w = lin.dequantized();
+    let n = rows.len();
+    for level in Level::available() {
+        let got = fast_linear(level, lin, x, rows.clone(), aq);
+        prop_assert_eq!(got.len(), want.len());
+        for b in 0..m {
+            for (j, row) in rows.clone().enumerate() {
+                let mag: f32 = (0..k).map(|i| (xe[b * k + i] * w[row * k + i]).abs()).sum();
+                let (g, e) = (got[b * n + j], want[b * n + j]);
+                prop_assert!(
+                    g.is_nan() == e.is_nan(),
+                    "{level:?} NaN mismatch at b={b} row={row}: got {g}, want {e}"
+                );
+                if !e.is_nan() {
+                    let tol = 1e-5 * mag + 1e-30;
+                    prop_assert!(
+                        (g - e).abs() <= tol,
+                        "{level:?} b={b} row={row}: got {g}, want {e}, |diff| {} > tol {tol}",
+                        (g - e).abs()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fmt_strategy() -> impl Strategy<Value = Fmt> {
+    prop_oneof![Just(Fmt::Fp4), Just(Fmt::Fp8), Just(Fmt::Bf16)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn kernels_match_reference(
+        fmt in fmt_strategy(),
+        out in 1usize..300,
+        inp_units in 1usize..24,
+        inp_extra in 0usize..32,
+        m in 1usize..=8,
+        seed in any::<u64>(),
+        aq_on in any::<bool>(),
+        sub in any::<(u16, u16)>(),
+    ) {
+        // FP4: a multiple of 32; FP8 / BF16: any size, tails included.
+        let inp = match fmt { Fmt::Fp4 => inp_units * 32, _ => inp_units * 32 + inp_extra };
+        let lin = random_linear(fmt, out, inp, seed);
+        let x = random_x(m, inp, seed);
+        let aq = if aq_on { ActQuant::On } else { ActQuant::Off };
+        check(&lin, &x, 0..out, aq)?;
+        // a sub-range of rows (a group of a grouped projection)
+        let (a, b) = ((sub.0 as usize) % out, (sub.1 as usize) % out);
+        let (a, b) = (a.min(b), a.max(b) + 1);
+        check(&lin, &x, a..b, aq)?;
+    }
+
+    #[test]
+    fn nan_weights_and_scales_propagate(
+        fmt in fmt_strategy(),
+        out in 1usize..140,
+        inp_units in 1usize..10,
+        m in 1usize..=8,
+        seed in any::<u64>(),
+        pos in any::<usize>(),
+    ) {
+        let inp = inp_units * 32 + if matches!(fmt, Fmt::Fp4) { 0 } else { 7 };
+        let mut lin = random_linear(fmt, out, inp, seed);
+        // poison one weight code or scale
+        lin.weight = match &lin.weight {
+            Weight::Fp4 { w, scale } => {
+                let mut s = scale.to_vec();
+                let i = pos % s.len();
+                s[i] = 0xFF;
+                Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) }
+            }
+            Weight::Fp8 { w, scale } => {
+                let mut v = w.to_vec();
+                let i = pos % v.len();
+                v[i] = if pos % 2 == 0 { 0x7F } else { 0xFF };
+                Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() }
+            }
+            Weight::Bf16(w) => {
+                let mut v = w.to_vec();
+                let i = (pos % (v.len() / 2)) * 2;
+                v[i..i + 2].copy_from_slice(&0x7FC0u16.to_le_bytes());
+                Weight::Bf16(Bytes::from_vec(v))
+            }
+            Weight::F32(_) => unreachable!(),
+        };
+        let x = random_x(m, inp, seed);
+        check(&lin, &x, 0..out, ActQuant::On)?;
+    }
+}
+
+#[test]
+fn real_shapes_and_big_batches() {
+    // w2-like and wq_b-like at reduced out, batch 11 (one chunk of 8 and one of 3), both aq modes.
+    for (fmt, out, inp) in [(Fmt::Fp4, 257, 2048), (Fmt::Fp8, 300, 1024), (Fmt::Bf16, 129, 4096), (Fmt::Fp4, 64, 4096)] {
+        for m in [1, 8, 11] {
+            let lin = random_linear(fmt, out, inp, 7 + m as u64);
+            let x = random_x(m, inp, 3 + out as u64);
+            for aq in [ActQuant::On, ActQuant::Off] {
+                check(&lin, &x, 0..out, aq).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn f32_weights_fall_back_to_reference() {
+    let lin = Linear::f32(5, 7, (0..35).map(|i| i as f32 * 0.25 - 3.0).collect());
+    let x: Vec<f32> = (0..14).map(|i| i as f32 - 6.5).collect();
+    for level in Level::available() {
+        assert_eq!(fast_linear(level, &lin, &x, 0..5, ActQuant::On), lin.forward(&x, ActQuant::On));
+    }
+}
+
+#[test]
+fn levels_detected() {
+    let avail = Level::available();
+    assert_eq!(avail[0], Level::Scalar);
+    assert!(avail.contains(&Level::detect()));
+    eprintln!("available levels: {avail:?}, detected {:?}", Level::detect());
+}
+
+#[test]
+fn fp8_huge_scales_take_the_exact_path() {
+    // e8m0 codes >= 247: 2^8·s would overflow, the batched kernel must not fold it.
+    for m in [1, 3, 8] {
+        let (out, inp) = (130, 300);
+        let mut lin = random_linear(Fmt::Fp8, out, inp, 99);
+        if let Weight::Fp8 { w, scale } = &lin.weight {
+            // weights below 2 in magnitude (exponent field <= 7) so the reference stays finite
+            let s: Vec<u8> = scale.iter().enumerate().map(|(i, _)| [250u8, 120, 252, 247][i % 4]).collect();
+            let w: Vec<u8> = w.iter().map(|b| b & 0xBF).collect();
+            lin.weight = Weight::Fp8 { w: Bytes::from_vec(w), scale: Bytes::from_vec(s) };
+        }
+        let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v * 1e-30).collect();
+        check(&lin, &x, 0..out, ActQuant::Off).unwrap();
+    }
+}
