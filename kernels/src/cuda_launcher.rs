@@ -49,7 +49,7 @@ fn err(what: &str, e: impl std::fmt::Debug) -> GpuError {
     GpuError(format!("{what}: {e:?}"))
 }
 
-/// Why there is no usable GPU, or None when device `ordinal` is an sm_90 GPU we can drive.
+/// The context and name of device `ordinal` when it is an sm_90 GPU we can drive, else why not.
 /// Never panics: cudarc panics when libcuda is absent, so that is checked first.
 pub fn probe(ordinal: usize) -> Result<(Arc<CudaContext>, String), String> {
     if !unsafe { sys::is_culib_present() } {

@@ -7,18 +7,8 @@ use dsv4_reference::checkpoint::Bytes;
 use dsv4_reference::linear::{Linear, Weight};
 use proptest::prelude::*;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 fn table(rng: &mut Rng, vocab: usize, d: usize, bf16: bool) -> Linear {
     if bf16 {

@@ -12,21 +12,8 @@ use dsv4_kernels::ops::sampling::{argmax, log_softmax_into, logprobs, sample, sa
 use dsv4_kernels::Gpu;
 use proptest::prelude::*;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn f64(&mut self) -> f64 {
-        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+mod common;
+use common::Rng;
 
 // ---- host sampler (copied from engine/src/sampling.rs) ----
 
