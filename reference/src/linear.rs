@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::checkpoint::{Bytes, DType, TensorRef};
 use crate::formats::{bf16_to_f32, e4m3_to_f32, e8m0_to_f32, unpack_e2m1};
-use crate::quant::{act_quant_fp8, ActQuant};
+use crate::quant::{act_quant_fp8_dequant, ActQuant};
 
 /// GEMM inputs are quantised per 128 values (FP8, power-of-two scales).
 pub const ACT_BLOCK: usize = 128;
@@ -117,10 +117,7 @@ impl Linear {
         let k = self.inp;
         assert_eq!(x.len() % k, 0, "input length {} is not a multiple of {k}", x.len());
         if self.is_quantized() && aq.is_on() {
-            let (q, s) = act_quant_fp8(x, k, ACT_BLOCK);
-            let nb = k.div_ceil(ACT_BLOCK);
-            let xq: Vec<f32> = q.iter().enumerate().map(|(i, v)| v * s[(i / k) * nb + (i % k) / ACT_BLOCK]).collect();
-            matmul_rows(&xq, self, rows, ACT_BLOCK)
+            matmul_rows(&act_quant_fp8_dequant(x, k, ACT_BLOCK), self, rows, ACT_BLOCK)
         } else {
             matmul_rows(x, self, rows, ACT_BLOCK)
         }

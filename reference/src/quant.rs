@@ -42,6 +42,14 @@ pub fn act_quant_fp8(x: &[f32], cols: usize, block: usize) -> (Vec<f32>, Vec<f32
     (q, scales)
 }
 
+/// `act_quant_fp8` multiplied back: every value replaced by `q · s` of its block, blocks
+/// restarting at each row of `cols` (what a GEMM with quantised activations sees; exact).
+pub fn act_quant_fp8_dequant(x: &[f32], cols: usize, block: usize) -> Vec<f32> {
+    let (q, s) = act_quant_fp8(x, cols, block);
+    let nb = cols.div_ceil(block);
+    q.iter().enumerate().map(|(i, v)| v * s[(i / cols) * nb + (i % cols) / block]).collect()
+}
+
 /// The "in place" form: every value replaced by `q * s` (the window-KV and compressed-KV
 /// FP8 simulation uses block 64 on the non-RoPE dims).
 pub fn act_quant_fp8_inplace(x: &mut [f32], block: usize) {

@@ -29,7 +29,7 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use dsv4_reference::linear::{Linear, Weight, ACT_BLOCK, FP4_WEIGHT_BLOCK};
-use dsv4_reference::quant::{act_quant_fp8, ActQuant};
+use dsv4_reference::quant::{act_quant_fp8_dequant, ActQuant};
 
 pub use dispatch::Level;
 
@@ -64,9 +64,7 @@ pub fn fast_linear(level: Level, lin: &Linear, x: &[f32], rows: Range<usize>, aq
 /// The activations as `Linear::forward_rows` feeds them to its GEMM: FP8 per 128 values with
 /// power-of-two scales, multiplied back (`q · s`, exact).
 pub fn quantize_activations(x: &[f32], k: usize) -> Vec<f32> {
-    let (q, s) = act_quant_fp8(x, k, ACT_BLOCK);
-    let nb = k.div_ceil(ACT_BLOCK);
-    q.iter().enumerate().map(|(i, v)| v * s[(i / k) * nb + (i % k) / ACT_BLOCK]).collect()
+    act_quant_fp8_dequant(x, k, ACT_BLOCK)
 }
 
 /// e8m0 byte -> f32 (2^(b-127); 0xFF is NaN), as `formats::e8m0_to_f32`.
