@@ -23,16 +23,12 @@ use dsv4_kernels::ops::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace};
 use dsv4_kernels::ops::rope::{norm_rope_strided, positions_for_chunks, rope_apply, DevRope, Positions};
 use dsv4_kernels::{Buf, Gpu, GpuError};
 use dsv4_reference::model::weights::{Attention, Block, Indexer, Mtp};
+use dsv4_reference::model::{INDEX_FP4_BLOCK, KV_FP8_BLOCK};
 use dsv4_reference::ops::rope::Rope;
 use dsv4_reference::{ActQuant, Config, Model};
 
 use super::{Backend, Chunk, Layer, Slot, Sublayer};
 
-/// The window KV and compressed KV simulate FP8 on their non-RoPE dims in blocks of 64 (as the
-/// reference model).
-const KV_FP8_BLOCK: usize = 64;
-/// The indexer simulates FP4 in blocks of 32.
-const INDEX_FP4_BLOCK: usize = 32;
 
 /// Activations `[rows, cols]` f32 on the device.
 pub struct GpuAct {

@@ -23,9 +23,9 @@ pub use weights::Weights;
 use weights::{Attention, Block, Indexer, Moe, Router};
 
 /// The window KV and compressed KV simulate FP8 on their non-RoPE dims in blocks of 64.
-const KV_FP8_BLOCK: usize = 64;
+pub const KV_FP8_BLOCK: usize = 64;
 /// The indexer simulates FP4 in blocks of 32.
-const INDEX_FP4_BLOCK: usize = 32;
+pub const INDEX_FP4_BLOCK: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
