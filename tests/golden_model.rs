@@ -1,7 +1,11 @@
 //! The whole model against DeepSeek's official outputs on `../shared/golden/tiny`:
 //! smooth run (activation quantisation off) within 1e-4 relative error per row for every
 //! prefill position, decode step and the MTP logits; quantised run by argmax agreement >= 0.8.
+//! Each check runs with the reference's linears and again with the engine's CPU kernels at every
+//! level this CPU has (the CPU backend's model): the same bounds hold for both.
 
+use dsv4_engine::backend::cpu::CpuKernels;
+use dsv4_engine::cpu_kernels::Level;
 use dsv4_reference::golden::{argmax, max_row_rel_err, rel_err, shared_path, GoldenFile};
 use dsv4_reference::model::Trace;
 use dsv4_reference::{ActQuant, Logits, Model};
@@ -13,9 +17,14 @@ struct Run {
     traces: Vec<Trace>,
 }
 
-fn tiny() -> (Model, std::path::PathBuf) {
+fn tiny(kernels: CpuKernels) -> (Model, std::path::PathBuf) {
     let dir = shared_path(env!("CARGO_MANIFEST_DIR"), "golden/tiny");
-    (Model::load(&dir).expect("load golden/tiny"), dir)
+    (kernels.apply(Model::load(&dir).expect("load golden/tiny")), dir)
+}
+
+/// The reference, then every kernel level of this CPU.
+fn all_kernels() -> Vec<CpuKernels> {
+    std::iter::once(CpuKernels::Reference).chain(Level::available().into_iter().map(CpuKernels::Fast)).collect()
 }
 
 /// Prefill P at position 0, teacher-forced decode of the rest, MTP as the golden README says.
@@ -42,7 +51,17 @@ fn run(model: &Model, g: &GoldenFile, aq: ActQuant) -> Run {
 
 #[test]
 fn smooth_golden_within_1e4_per_row() {
-    let (model, dir) = tiny();
+    all_kernels().into_iter().for_each(smooth);
+}
+
+#[test]
+fn quantised_golden_argmax_agreement() {
+    all_kernels().into_iter().for_each(quantised);
+}
+
+fn smooth(kernels: CpuKernels) {
+    println!("-- linears: {kernels:?}");
+    let (model, dir) = tiny(kernels);
     let g = GoldenFile::open(dir.join("golden_smooth.safetensors")).unwrap();
     let r = run(&model, &g, ActQuant::Off);
     let v = model.cfg.vocab_size;
@@ -60,14 +79,14 @@ fn smooth_golden_within_1e4_per_row() {
     let e_decode = max_row_rel_err(&r.decode, &g.f32s("decode_logits"), v);
     let e_mtp = max_row_rel_err(&r.mtp, &g.f32s("mtp_logits"), v);
     println!("smooth golden, max per-row relative error: prefill {e_prefill:.3e} ({b}x{p} rows), decode {e_decode:.3e}, mtp {e_mtp:.3e}");
-    assert!(e_prefill < 1e-4, "prefill rows: {e_prefill:e}");
-    assert!(e_decode < 1e-4, "decode rows: {e_decode:e}");
-    assert!(e_mtp < 1e-4, "mtp rows: {e_mtp:e}");
+    assert!(e_prefill < 1e-4, "{kernels:?}: prefill rows: {e_prefill:e}");
+    assert!(e_decode < 1e-4, "{kernels:?}: decode rows: {e_decode:e}");
+    assert!(e_mtp < 1e-4, "{kernels:?}: mtp rows: {e_mtp:e}");
 }
 
-#[test]
-fn quantised_golden_argmax_agreement() {
-    let (model, dir) = tiny();
+fn quantised(kernels: CpuKernels) {
+    println!("-- linears: {kernels:?}");
+    let (model, dir) = tiny(kernels);
     let g = GoldenFile::open(dir.join("golden_quant.safetensors")).unwrap();
     let r = run(&model, &g, ActQuant::On);
     let v = model.cfg.vocab_size;
@@ -79,7 +98,7 @@ fn quantised_golden_argmax_agreement() {
     let mtp_agree = r.mtp.chunks(v).zip(g.f32s("mtp_logits").chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count();
     println!("quantised golden: argmax agreement {agree}/{rows} = {frac:.3}; mtp {mtp_agree}/{}; median row rel err {:.3e}",
         r.mtp.len() / v, median(got.chunks(v).zip(want.chunks(v)).map(|(a, b)| rel_err(a, b)).collect()));
-    assert!(frac >= 0.8, "argmax agreement {frac:.3} < 0.8");
+    assert!(frac >= 0.8, "{kernels:?}: argmax agreement {frac:.3} < 0.8");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -2,6 +2,7 @@
 //! mirroring the official inference code (`../shared/spec/model.md`). Clarity over speed.
 
 pub mod checkpoint;
+pub mod compute;
 pub mod config;
 pub mod formats;
 pub mod golden;

@@ -11,7 +11,8 @@ use dsv4_engine::backend::{Backend, Chunk};
 use dsv4_engine::model_step;
 use safetensors::{Dtype, SafeTensors};
 
-use super::model::{open_device, DeviceChoice};
+use super::model::{open_device, parse_cpu_kernels, DeviceChoice};
+use dsv4_engine::backend::cpu::CpuKernels;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +35,10 @@ pub struct Args {
     /// emulator) through the engine's model step; auto picks cuda when a usable GPU is present.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+    /// On cpu, who runs the linears: reference (the oracle, default), or the engine's kernels
+    /// (auto, avx512, avx2, scalar) inside the same reference model.
+    #[arg(long, default_value = "reference", value_parser = parse_cpu_kernels)]
+    cpu_kernels: CpuKernels,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -46,6 +51,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(gpu) = open_device(a.device)? {
         return run_on_backend(&a, gpu, model, batch, n, &ids, aq);
     }
+    let model = a.cpu_kernels.apply(model);
     let (p, v) = (a.prefill, model.cfg.vocab_size);
     let mut prefill_all = Vec::with_capacity(batch * p * v);
     let mut decode = Vec::with_capacity(batch * (n - p) * v);

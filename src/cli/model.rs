@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use dsv4_engine::backend::cpu::CpuBackend;
+use dsv4_engine::backend::cpu::{CpuBackend, CpuKernels};
 use dsv4_engine::backend::gpu::GpuBackend;
 use dsv4_engine::backend::Backend;
 use dsv4_kernels::Gpu;
@@ -28,6 +28,15 @@ pub struct ModelArgs {
     /// slow, for checking kernels), cpu; auto picks cuda when a usable GPU is present.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// The CPU backend's linears: auto (the best kernels this CPU has), avx512, avx2, scalar, or
+    /// reference (the oracle's plain loops).
+    #[arg(long, default_value = "auto", env = "DSV4_CPU_KERNELS", value_parser = parse_cpu_kernels)]
+    pub cpu_kernels: CpuKernels,
+}
+
+/// clap parser for `--cpu-kernels`.
+pub fn parse_cpu_kernels(s: &str) -> Result<CpuKernels, String> {
+    CpuKernels::parse(s)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +124,7 @@ pub fn load(args: &ModelArgs) -> Result<AnyLoaded> {
     let cfg = EngineConfig { act_quant, ..EngineConfig::default() };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     Ok(match open_device(args.device)? {
-        None => AnyLoaded::Cpu(Loaded { engine: Engine::new(CpuBackend::new(model), cfg), tokenizer, name }),
+        None => AnyLoaded::Cpu(Loaded { engine: Engine::new(CpuBackend::with_kernels(model, args.cpu_kernels), cfg), tokenizer, name }),
         Some(gpu) => {
             let backend = GpuBackend::new(gpu, model).with_context(|| format!("uploading the model from {} to the device", dir.display()))?;
             AnyLoaded::Gpu(Loaded { engine: Engine::new(backend, cfg), tokenizer, name })

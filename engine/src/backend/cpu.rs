@@ -1,12 +1,17 @@
 //! The CPU backend built on `dsv4-reference`: each op is the reference op, run per sequence
-//! chunk where it reads or writes sequence state.
+//! chunk where it reads or writes sequence state, with the model's linears (the bytes of a
+//! step) run by the engine's kernels (`crate::cpu_kernels`) unless the reference is asked for.
 
+use std::sync::Arc;
+
+use dsv4_reference::compute::Reference;
 use dsv4_reference::model::LayerState;
 use dsv4_reference::ops::mhc::{hc_post, hc_pre, HcMix};
 use dsv4_reference::ops::norm::rms_norm_inplace;
 use dsv4_reference::{ActQuant, Config, Logits, Model, SequenceState};
 
 use super::{Backend, Chunk, Layer, Slot, Sublayer};
+use crate::cpu_kernels::{Kernels, Level};
 
 /// Row-major `[rows, cols]` f32 activations.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,14 +31,61 @@ fn layer_state(states: &mut [Option<SequenceState>], slot: Slot, layer: Layer) -
     &mut st.layers[layer.0]
 }
 
+/// Who runs the CPU backend's linears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuKernels {
+    /// The reference's `Linear::forward` (slow; the oracle).
+    Reference,
+    /// The engine's kernels at this level (`Level::detect()` by default).
+    Fast(Level),
+}
+
+impl CpuKernels {
+    /// The best kernels this CPU runs.
+    pub fn detect() -> CpuKernels {
+        CpuKernels::Fast(Level::detect())
+    }
+
+    /// `model` with its linears run by these kernels.
+    pub fn apply(self, model: Model) -> Model {
+        match self {
+            CpuKernels::Reference => model.with_compute(Arc::new(Reference)),
+            CpuKernels::Fast(level) => model.with_compute(Arc::new(Kernels { level })),
+        }
+    }
+
+    /// `auto`, `reference`, `scalar`, `avx2`, `avx512`; a level this CPU lacks is an error.
+    pub fn parse(s: &str) -> Result<CpuKernels, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(CpuKernels::detect()),
+            "reference" | "ref" => Ok(CpuKernels::Reference),
+            other => match Level::parse(other) {
+                Some(l) if l.is_supported() => Ok(CpuKernels::Fast(l)),
+                Some(l) => Err(format!("CPU kernels '{other}': this CPU lacks {l:?} (available: {:?})", Level::available())),
+                None => Err(format!("unknown CPU kernels '{s}' (expected auto, reference, scalar, avx2 or avx512)")),
+            },
+        }
+    }
+}
+
 pub struct CpuBackend {
     model: Model,
+    kernels: CpuKernels,
     states: Vec<Option<SequenceState>>,
 }
 
 impl CpuBackend {
+    /// The model with the best kernels this CPU has.
     pub fn new(model: Model) -> CpuBackend {
-        CpuBackend { model, states: Vec::new() }
+        CpuBackend::with_kernels(model, CpuKernels::detect())
+    }
+
+    pub fn with_kernels(model: Model, kernels: CpuKernels) -> CpuBackend {
+        CpuBackend { model: kernels.apply(model), kernels, states: Vec::new() }
+    }
+
+    pub fn kernels(&self) -> CpuKernels {
+        self.kernels
     }
 
     pub fn model(&self) -> &Model {
@@ -61,7 +113,11 @@ impl Backend for CpuBackend {
     }
 
     fn name(&self) -> String {
-        format!("cpu (reference, {} threads)", rayon::current_num_threads())
+        let k = match self.kernels {
+            CpuKernels::Reference => "reference".to_string(),
+            CpuKernels::Fast(l) => format!("{l:?} kernels"),
+        };
+        format!("cpu ({k}, {} threads)", rayon::current_num_threads())
     }
 
     fn download(&self, x: &CpuAct) -> Vec<f32> {
@@ -88,6 +144,11 @@ impl Backend for CpuBackend {
     fn state_restore(&mut self, slot: Slot, snap: &SequenceState) {
         self.state_reset(slot);
         self.states[slot] = Some(snap.clone());
+    }
+
+    fn state_load(&mut self, slot: Slot, st: &SequenceState) {
+        assert_eq!(st.layers.len(), self.model.cfg.n_layers, "state_load: a state of {} layers for a model of {}", st.layers.len(), self.model.cfg.n_layers);
+        self.state_restore(slot, st);
     }
 
     fn snapshot_bytes(snap: &SequenceState) -> usize {

@@ -25,7 +25,7 @@ use dsv4_kernels::{Buf, Gpu, GpuError};
 use dsv4_reference::model::weights::{Attention, Block, Indexer, Mtp};
 use dsv4_reference::model::{INDEX_FP4_BLOCK, KV_FP8_BLOCK};
 use dsv4_reference::ops::rope::Rope;
-use dsv4_reference::{ActQuant, Config, Model};
+use dsv4_reference::{ActQuant, Config, Model, SequenceState};
 
 use super::{Backend, Chunk, Layer, Slot, Sublayer};
 
@@ -472,6 +472,15 @@ impl Backend for GpuBackend {
         let layers = self.states[slot].as_mut().expect("slot just reset");
         for (st, s) in layers.iter_mut().zip(&snap.layers) {
             ok("state_restore", st.restore(&self.gpu, s));
+        }
+    }
+
+    fn state_load(&mut self, slot: Slot, st: &SequenceState) {
+        self.state_reset(slot);
+        let layers = self.states[slot].as_mut().expect("slot just reset");
+        // the main model's layers; an MTP block's state (past them) stays fresh
+        for ((dst, ls), blk) in layers.iter_mut().zip(&st.layers).zip(&self.layers) {
+            *dst = ok("state_load", DevLayerState::from_reference(&self.gpu, &self.cfg, blk.ratio, ls));
         }
     }
 

@@ -8,7 +8,7 @@ pub mod gpu;
 
 use std::ops::Range;
 
-use dsv4_reference::{ActQuant, Config};
+use dsv4_reference::{ActQuant, Config, SequenceState};
 
 /// A state slot of the pool: one sequence's per-layer state lives in one slot.
 pub type Slot = usize;
@@ -56,6 +56,9 @@ pub trait Backend: Send {
     fn state_restore(&mut self, slot: Slot, snap: &Self::Snapshot);
     /// Bytes a snapshot holds (for the prefix cache's budget).
     fn snapshot_bytes(snap: &Self::Snapshot) -> usize;
+    /// A host state in the reference layout into `slot` (the benchmark's synthetic contexts;
+    /// moving a sequence between backends).
+    fn state_load(&mut self, slot: Slot, st: &SequenceState);
 
     // Embedding, mHC and norms.
     /// `[T, nc·d]`: each token's embedding copied into the `nc` streams.

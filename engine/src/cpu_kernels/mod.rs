@@ -19,7 +19,9 @@
 // Kernels index several same-length arrays by batch row and take the same 8 arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+pub mod attention;
 pub mod bf16;
+pub mod compute;
 pub mod dispatch;
 pub mod fp4;
 pub mod fp8;
@@ -31,6 +33,7 @@ use std::sync::LazyLock;
 use dsv4_reference::linear::{Linear, Weight, ACT_BLOCK, FP4_WEIGHT_BLOCK};
 use dsv4_reference::quant::{act_quant_fp8_dequant, ActQuant};
 
+pub use compute::Kernels;
 pub use dispatch::Level;
 
 /// Largest batch a kernel specialises; bigger batches run in chunks of this many rows.

@@ -2,6 +2,7 @@
 //! the projections are 2·hd wide and blocks overlap (each entry also pools the first hd
 //! channels of the previous block's tokens).
 
+use crate::compute::{Compute, Reference};
 use crate::linear::Linear;
 
 /// A compressor's weights.
@@ -43,9 +44,15 @@ impl Compressor {
     /// Feed tokens at positions `pos0..pos0+T` (rows of `x`, `[T, dim]`). Returns the pooled,
     /// not yet normalised entries completed by them, with their block index.
     pub fn feed(&self, x: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
+        self.feed_with(&Reference, x, pos0, st)
+    }
+
+    /// `feed` with the projections run by `mm`.
+    pub fn feed_with(&self, mm: &dyn Compute, x: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
         let w = self.coff() * self.hd;
-        let kv = self.wkv.forward(x, crate::quant::ActQuant::Off);
-        let score = self.wgate.forward(x, crate::quant::ActQuant::Off);
+        let off = crate::quant::ActQuant::Off;
+        let mut proj = mm.forward_many(&[(&self.wkv, x), (&self.wgate, x)], off).into_iter();
+        let (kv, score) = (proj.next().expect("kv"), proj.next().expect("score"));
         let mut done = Vec::new();
         for (t, (kv, sc)) in kv.chunks(w).zip(score.chunks(w)).enumerate() {
             let p = pos0 + t;

@@ -7,14 +7,15 @@ pub mod state;
 pub mod weights;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::checkpoint::{Checkpoint, LoadError};
 use crate::config::Config;
-use crate::linear::dot;
-use crate::ops::attention::sparse_attn;
+use crate::compute::{Compute, Reference};
+use crate::linear::Linear;
 use crate::ops::hadamard::hadamard_inplace;
 use crate::ops::mhc::{hc_head, hc_post, hc_pre};
-use crate::ops::moe::{expert_ffn, gate_scores, route, topk_indices};
+use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, Expert};
 use crate::ops::norm::{rms_norm_inplace, rms_norm_unweighted_inplace};
 use crate::ops::rope::Rope;
 use crate::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace, ActQuant};
@@ -79,6 +80,9 @@ pub struct Model {
     rope_plain: Rope,
     /// Compressed layers: compress_rope_theta with YaRN.
     rope_compress: Rope,
+    /// Runs the linears, the attention and the indexer's scores (the reference arithmetic
+    /// unless a backend plugs in its kernels).
+    mm: Arc<dyn Compute>,
 }
 
 impl Model {
@@ -101,7 +105,18 @@ impl Model {
         let rd = cfg.rope_head_dim;
         let rope_plain = Rope::new(rd, cfg.rope_theta, 0, 1.0, cfg.beta_fast, cfg.beta_slow);
         let rope_compress = Rope::new(rd, cfg.compress_rope_theta, cfg.original_seq_len, cfg.rope_factor, cfg.beta_fast, cfg.beta_slow);
-        Model { cfg, w, rope_plain, rope_compress }
+        Model { cfg, w, rope_plain, rope_compress, mm: Arc::new(Reference) }
+    }
+
+    /// The same model with its heavy ops run by `mm` (a backend's kernels).
+    pub fn with_compute(mut self, mm: Arc<dyn Compute>) -> Model {
+        self.mm = mm;
+        self
+    }
+
+    /// `lin · x` through the model's `MatMul`.
+    fn linear(&self, lin: &Linear, x: &[f32], aq: ActQuant) -> Vec<f32> {
+        self.mm.forward(lin, x, aq)
     }
 
     pub fn new_state(&self) -> SequenceState {
@@ -156,10 +171,10 @@ impl Model {
         assert_eq!(hidden.len(), next_tokens.len() * nc * d, "MTP hidden does not match its tokens");
         let mut e: Vec<f32> = next_tokens.iter().flat_map(|&t| self.embed(t)).collect();
         rms_norm_inplace(&mut e, &m.enorm, eps);
-        let e = m.e_proj.forward(&e, aq);
+        let e = self.linear(&m.e_proj, &e, aq);
         let mut h = hidden.to_vec();
         rms_norm_inplace(&mut h, &m.hnorm, eps);
-        let mut x = m.h_proj.forward(&h, aq);
+        let mut x = self.linear(&m.h_proj, &h, aq);
         for (row, xr) in x.chunks_mut(d).enumerate() {
             let er = &e[(row / nc) * d..][..d];
             xr.iter_mut().zip(er).for_each(|(a, b)| *a += b);
@@ -187,7 +202,7 @@ impl Model {
         };
         let mut y: Vec<f32> = rows.flat_map(|i| hc_head(&x[i * row..(i + 1) * row], hc, self.cfg.norm_eps, self.cfg.hc_eps)).collect();
         rms_norm_inplace(&mut y, norm, self.cfg.norm_eps);
-        self.w.head.forward(&y, ActQuant::Off)
+        self.linear(&self.w.head, &y, ActQuant::Off)
     }
 
     /// One block on the streams `x` (`[T, nc, d]`, updated in place); returns the routes.
@@ -242,9 +257,9 @@ impl Model {
     pub fn attn_queries(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> (Vec<f32>, Vec<f32>) {
         let cfg = &self.cfg;
         let (h, hd, eps) = (cfg.n_heads, cfg.head_dim, cfg.norm_eps);
-        let mut qr = a.wq_a.forward(x, aq);
+        let mut qr = self.linear(&a.wq_a, x, aq);
         rms_norm_inplace(&mut qr, &a.q_norm, eps);
-        let mut q = a.wq_b.forward(&qr, aq);
+        let mut q = self.linear(&a.wq_b, &qr, aq);
         rms_norm_unweighted_inplace(&mut q, hd, eps);
         for (t, qt) in q.chunks_mut(h * hd).enumerate() {
             self.rope_for(ratio).apply(qt, hd, pos0 + t, false);
@@ -257,7 +272,7 @@ impl Model {
     pub fn attn_window_kv(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> Vec<f32> {
         let cfg = &self.cfg;
         let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
-        let mut kv = a.wkv.forward(x, aq);
+        let mut kv = self.linear(&a.wkv, x, aq);
         rms_norm_inplace(&mut kv, &a.kv_norm, cfg.norm_eps);
         for (t, kt) in kv.chunks_mut(hd).enumerate() {
             self.rope_for(ratio).apply(kt, hd, pos0 + t, false);
@@ -274,7 +289,7 @@ impl Model {
         let cfg = &self.cfg;
         let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
         if let Some(c) = &a.compressor {
-            for (b, mut e) in c.feed(x, pos0, &mut ls.compressor) {
+            for (b, mut e) in c.feed_with(&*self.mm, x, pos0, &mut ls.compressor) {
                 rms_norm_inplace(&mut e, &c.norm, cfg.norm_eps);
                 self.rope_for(ratio).apply(&mut e, hd, b * ratio, false);
                 if aq.is_on() {
@@ -320,7 +335,7 @@ impl Model {
             }
         }
         let scale = (hd as f64).powf(-0.5) as f32;
-        let mut o = sparse_attn(q, &kv_all, &idx, &a.attn_sink, scale, hd);
+        let mut o = self.mm.sparse_attn(q, &kv_all, &idx, &a.attn_sink, scale, hd);
         for (t, ot) in o.chunks_mut(h * hd).enumerate() {
             self.rope_for(ratio).apply(ot, hd, pos0 + t, true);
         }
@@ -340,12 +355,12 @@ impl Model {
         let mut z = vec![0.0; t_len * g * r];
         for grp in 0..g {
             let og: Vec<f32> = o.chunks(h * hd).flat_map(|ot| ot[grp * gi..(grp + 1) * gi].iter().copied()).collect();
-            let zg = a.wo_a.forward_rows(&og, grp * r..(grp + 1) * r, ActQuant::Off);
+            let zg = self.mm.forward_rows(&a.wo_a, &og, grp * r..(grp + 1) * r, ActQuant::Off);
             for (t, zt) in zg.chunks(r).enumerate() {
                 z[t * g * r + grp * r..][..r].copy_from_slice(zt);
             }
         }
-        a.wo_b.forward(&z, aq)
+        self.linear(&a.wo_b, &z, aq)
     }
 
     /// The lightning indexer: for each token, the top `index_topk` complete compressed entries
@@ -357,7 +372,7 @@ impl Model {
         let rope = &self.rope_compress;
         let t_len = x.len() / cfg.dim;
 
-        let mut q = ix.wq_b.forward(qr, aq);
+        let mut q = self.linear(&ix.wq_b, qr, aq);
         for (t, qt) in q.chunks_mut(nh * ihd).enumerate() {
             rope.apply(qt, ihd, pos0 + t, false);
         }
@@ -367,7 +382,7 @@ impl Model {
         }
 
         let c = &ix.compressor;
-        for (b, mut e) in c.feed(x, pos0, &mut ls.index_compressor) {
+        for (b, mut e) in c.feed_with(&*self.mm, x, pos0, &mut ls.index_compressor) {
             rms_norm_inplace(&mut e, &c.norm, eps);
             rope.apply(&mut e, ihd, b * ratio, false);
             hadamard_inplace(&mut e, ihd);
@@ -379,14 +394,11 @@ impl Model {
         }
 
         let scale = ((ihd as f64).powf(-0.5) * (nh as f64).powf(-0.5)) as f32;
-        let w: Vec<f32> = ix.weights_proj.forward(x, ActQuant::Off).iter().map(|v| v * scale).collect();
+        let w: Vec<f32> = self.linear(&ix.weights_proj, x, ActQuant::Off).iter().map(|v| v * scale).collect();
         (0..t_len)
             .map(|t| {
                 let n = (pos0 + t + 1) / ratio;
-                let scores: Vec<f32> = ls.index_keys[..n * ihd]
-                    .chunks(ihd)
-                    .map(|k| (0..nh).map(|hh| w[t * nh + hh] * dot(&q[(t * nh + hh) * ihd..][..ihd], k).max(0.0)).sum())
-                    .collect();
+                let scores = self.mm.index_scores(&q[t * nh * ihd..][..nh * ihd], &w[t * nh..][..nh], &ls.index_keys[..n * ihd], ihd);
                 topk_indices(&scores, cfg.index_topk.min(n))
             })
             .collect()
@@ -403,7 +415,7 @@ impl Model {
     pub fn moe_route(&self, m: &Moe, x: &[f32], tokens: &[u32]) -> (Vec<usize>, Vec<f32>) {
         let cfg = &self.cfg;
         let (k, ne) = (cfg.n_activated_experts, cfg.n_routed_experts);
-        let logits = m.gate.forward(x, ActQuant::Off);
+        let logits = self.linear(&m.gate, x, ActQuant::Off);
         let mut routes = Vec::with_capacity(tokens.len() * k);
         let mut weights = Vec::with_capacity(tokens.len() * k);
         for (t, lt) in logits.chunks(ne).enumerate() {
@@ -422,25 +434,36 @@ impl Model {
     }
 
     /// Σ over each token's routed experts (SwiGLU with the clamp, times the routing weight)
-    /// plus the shared expert.
+    /// plus the shared expert. The tokens are grouped by expert, and every expert's matrices run
+    /// in two phases (all w1/w3, then all w2: see `experts_ffn`).
     pub fn moe_experts(&self, m: &Moe, x: &[f32], routes: &[usize], weights: &[f32], aq: ActQuant) -> Vec<f32> {
         let cfg = &self.cfg;
         let (d, k) = (cfg.dim, cfg.n_activated_experts);
-        let mut y = vec![0.0; x.len()];
         let limit = (cfg.swiglu_limit > 0.0).then_some(cfg.swiglu_limit);
-        for (e, expert) in m.experts.iter().enumerate() {
-            let hits: Vec<usize> = (0..routes.len()).filter(|&i| routes[i] == e).collect();
-            if hits.is_empty() {
-                continue;
-            }
-            let xe: Vec<f32> = hits.iter().flat_map(|&i| x[(i / k) * d..(i / k + 1) * d].iter().copied()).collect();
-            let we: Vec<f32> = hits.iter().map(|&i| weights[i]).collect();
-            let out = expert_ffn(&xe, expert, Some(&we), limit, aq);
+        // (expert, the route slots `i` it serves: token i / k), in expert order
+        let groups: Vec<(usize, Vec<usize>)> = (0..m.experts.len())
+            .map(|e| (e, (0..routes.len()).filter(|&i| routes[i] == e).collect::<Vec<_>>()))
+            .filter(|(_, hits)| !hits.is_empty())
+            .collect();
+        let inputs: Vec<(Vec<f32>, Vec<f32>)> = groups
+            .iter()
+            .map(|(_, hits)| {
+                let xe = hits.iter().flat_map(|&i| x[(i / k) * d..(i / k + 1) * d].iter().copied()).collect();
+                (xe, hits.iter().map(|&i| weights[i]).collect())
+            })
+            .collect();
+        let mut jobs: Vec<(&Expert, &[f32], Option<&[f32]>, Option<f32>)> =
+            groups.iter().zip(&inputs).map(|((e, _), (xe, we))| (&m.experts[*e], &xe[..], Some(&we[..]), limit)).collect();
+        jobs.push((&m.shared, x, None, None));
+        let mut outs = experts_ffn(&*self.mm, &jobs, aq);
+        let shared = outs.pop().expect("the shared expert's output");
+        // the routed outputs summed in expert order, then the shared expert's added
+        let mut y = vec![0.0; x.len()];
+        for ((_, hits), out) in groups.iter().zip(&outs) {
             for (&i, o) in hits.iter().zip(out.chunks(d)) {
                 y[(i / k) * d..(i / k + 1) * d].iter_mut().zip(o).for_each(|(a, b)| *a += b);
             }
         }
-        let shared = expert_ffn(x, &m.shared, None, None, aq);
         y.iter_mut().zip(&shared).for_each(|(a, b)| *a += b);
         y
     }

@@ -29,3 +29,9 @@ pub fn sparse_attn(q: &[f32], kv: &[f32], idx: &[i32], sink: &[f32], scale: f32,
     }
     out
 }
+
+/// The lightning indexer's score of each key for one token: `Σ_h w[h]·relu(q[h]·key)` with
+/// `q` `[h, d]`, `w` `[h]` (already scaled), `keys` `[n, d]`. Returns `[n]`.
+pub fn index_scores(q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
+    keys.chunks(d).map(|k| w.iter().enumerate().map(|(h, wh)| wh * crate::linear::dot(&q[h * d..][..d], k).max(0.0)).sum()).collect()
+}

@@ -1,6 +1,7 @@
 //! Mixture of experts: routing (score or hash) and the SwiGLU expert FFN.
 
 use crate::config::ScoreFunc;
+use crate::compute::{Compute, Reference};
 use crate::linear::Linear;
 use crate::quant::ActQuant;
 
@@ -68,10 +69,12 @@ pub struct Expert {
 /// `w2·(silu(g)·u·weight)` with `g = w1·x`, `u = w3·x` for the rows of `x`; when `limit` is
 /// set, `g = min(g, limit)` and `u = clamp(u, ±limit)` (the routed experts' SwiGLU clamp).
 pub fn expert_ffn(x: &[f32], e: &Expert, weights: Option<&[f32]>, limit: Option<f32>, aq: ActQuant) -> Vec<f32> {
-    let inter = e.w1.out;
-    let mut g = e.w1.forward(x, aq);
-    let u = e.w3.forward(x, aq);
-    for (i, (gv, uv)) in g.iter_mut().zip(&u).enumerate() {
+    experts_ffn(&Reference, &[(e, x, weights, limit)], aq).pop().expect("one job, one output")
+}
+
+/// `g = silu(g)·u·weight[row]` on `[rows, inter]` (the clamp first, see `expert_ffn`).
+pub fn swiglu_inplace(g: &mut [f32], u: &[f32], inter: usize, weights: Option<&[f32]>, limit: Option<f32>) {
+    for (i, (gv, uv)) in g.iter_mut().zip(u).enumerate() {
         let (mut gg, mut uu) = (*gv, *uv);
         if let Some(l) = limit {
             gg = gg.min(l);
@@ -79,5 +82,20 @@ pub fn expert_ffn(x: &[f32], e: &Expert, weights: Option<&[f32]>, limit: Option<
         }
         *gv = gg / (1.0 + (-gg).exp()) * uu * weights.map_or(1.0, |w| w[i / inter]);
     }
-    e.w2.forward(&g, aq)
+}
+
+/// Several experts, each on its own rows, in two phases of `mm.forward_many`: every w1 and w3,
+/// then every w2. `jobs[i] = (expert, x rows, routing weights per row or None, SwiGLU limit)`;
+/// returns each job's output rows. Same numbers as `expert_ffn` per job.
+pub fn experts_ffn(mm: &dyn Compute, jobs: &[(&Expert, &[f32], Option<&[f32]>, Option<f32>)], aq: ActQuant) -> Vec<Vec<f32>> {
+    let up: Vec<(&Linear, &[f32])> = jobs.iter().flat_map(|(e, x, _, _)| [(&e.w1, *x), (&e.w3, *x)]).collect();
+    let mut gu = mm.forward_many(&up, aq).into_iter();
+    let mut hidden = Vec::with_capacity(jobs.len());
+    for (e, _, w, limit) in jobs {
+        let (mut g, u) = (gu.next().expect("w1 output"), gu.next().expect("w3 output"));
+        swiglu_inplace(&mut g, &u, e.w1.out, *w, *limit);
+        hidden.push(g);
+    }
+    let down: Vec<(&Linear, &[f32])> = jobs.iter().zip(&hidden).map(|((e, ..), h)| (&e.w2, &h[..])).collect();
+    mm.forward_many(&down, aq)
 }

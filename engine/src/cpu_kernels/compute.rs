@@ -1,0 +1,70 @@
+//! The kernels as the model's [`Compute`]: every linear of the reference model runs through
+//! [`fast_linear`](super::fast_linear) at a fixed level, the attention and the indexer's scores
+//! through [`attention`](super::attention), and a group of independent products
+//! (a layer's expert matrices, the compressor's two projections) runs as one parallel phase:
+//! the rows of all of them are cut into one contiguous share per thread ([`pool::plan`]), so a
+//! batch-1 MoE layer costs two fork/joins instead of one per matrix.
+
+use std::ops::Range;
+
+use dsv4_reference::compute::Compute;
+use dsv4_reference::linear::{Linear, Weight};
+use dsv4_reference::ActQuant;
+use rayon::prelude::*;
+
+use super::{fast_linear, pool, Level};
+
+/// The engine's CPU kernels at `level` (see `Level::detect`).
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub level: Level,
+}
+
+/// Stored bytes of one weight row (what a thread streams).
+fn row_bytes(lin: &Linear) -> usize {
+    let k = lin.inp;
+    match &lin.weight {
+        Weight::Fp4 { .. } => k / 2 + k / 32,
+        Weight::Fp8 { .. } => k,
+        Weight::Bf16(_) => 2 * k,
+        Weight::F32(_) => 4 * k,
+    }
+}
+
+impl Compute for Kernels {
+    fn forward_rows(&self, lin: &Linear, x: &[f32], rows: Range<usize>, aq: ActQuant) -> Vec<f32> {
+        fast_linear(self.level, lin, x, rows, aq)
+    }
+
+    fn sparse_attn(&self, q: &[f32], kv: &[f32], idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
+        super::attention::sparse_attn(self.level, q, kv, idx, sink, scale, d)
+    }
+
+    fn index_scores(&self, q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
+        super::attention::index_scores(self.level, q, w, keys, d)
+    }
+
+    fn forward_many(&self, jobs: &[(&Linear, &[f32])], aq: ActQuant) -> Vec<Vec<f32>> {
+        let sizes: Vec<(usize, usize)> = jobs.iter().map(|(l, _)| (l.out, row_bytes(l))).collect();
+        let total: usize = sizes.iter().map(|(r, b)| r * b).sum();
+        if jobs.len() <= 1 || total < pool::MIN_PARALLEL_BYTES || pool::threads() <= 1 {
+            return jobs.iter().map(|(l, x)| self.forward(l, x, aq)).collect();
+        }
+        let shares = pool::plan(&sizes, pool::threads());
+        // each share computes its pieces with row splitting off (it is one thread's work)
+        let pieces: Vec<Vec<(usize, Range<usize>, Vec<f32>)>> = shares
+            .into_par_iter()
+            .map(|share| {
+                pool::serial(|| share.into_iter().map(|(j, r)| (j, r.clone(), fast_linear(self.level, jobs[j].0, jobs[j].1, r, aq))).collect())
+            })
+            .collect();
+        let mut out: Vec<Vec<f32>> = jobs.iter().map(|(l, x)| vec![0.0; x.len() / l.inp * l.out]).collect();
+        for (j, r, y) in pieces.into_iter().flatten() {
+            let n = jobs[j].0.out;
+            for (dst, src) in out[j].chunks_mut(n).zip(y.chunks(r.len())) {
+                dst[r.clone()].copy_from_slice(src);
+            }
+        }
+        out
+    }
+}

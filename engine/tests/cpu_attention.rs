@@ -1,0 +1,94 @@
+//! The CPU backend's sparse attention and indexer scores against the reference ops
+//! (`ops::attention::{sparse_attn, index_scores}`): every level this CPU has, random shapes
+//! (heads, head dim incl. non-multiples of 32, unused `-1` slots, repeated entries), NaN
+//! propagation. The kernels differ from the reference only in each dot's f32 summation order.
+
+use dsv4_engine::cpu_kernels::attention::{dot, index_scores, sparse_attn};
+use dsv4_engine::cpu_kernels::Level;
+use dsv4_engine::reference::linear::dot as ref_dot;
+use dsv4_engine::reference::ops::attention as reference;
+use proptest::prelude::*;
+
+fn vals(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn dot_matches_at_every_level(n in 0usize..300, seed in any::<u64>()) {
+        let (a, b) = (vals(seed, n), vals(seed ^ 77, n));
+        let want = ref_dot(&a, &b);
+        let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        for l in Level::available() {
+            let got = dot(l, &a, &b);
+            prop_assert!((got - want).abs() <= 1e-6 * mag + 1e-30, "{l:?}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn sparse_attn_matches_the_reference(s in 1usize..4, h in 1usize..5, d in 1usize..80, n in 1usize..40, k in 1usize..24, seed in any::<u64>()) {
+        let q = vals(seed, s * h * d);
+        let kv = vals(seed ^ 1, n * d);
+        let sink = vals(seed ^ 2, h);
+        let mut r = vals(seed ^ 3, s * k).into_iter();
+        // entries of kv or -1 (unused), repeats allowed
+        let idx: Vec<i32> = (0..s * k).map(|_| { let v = r.next().unwrap(); if v < -0.7 { -1 } else { ((v + 1.0) * 0.5 * n as f32) as i32 % n as i32 } }).collect();
+        let scale = 1.0 / (d as f32).sqrt();
+        let want = reference::sparse_attn(&q, &kv, &idx, &sink, scale, d);
+        for l in Level::available() {
+            let got = sparse_attn(l, &q, &kv, &idx, &sink, scale, d);
+            prop_assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert!(g.is_finite(), "{:?}: output {} is {}", l, i, g);
+                // outputs are convex combinations of kv rows (|kv| <= 1) times <= 1
+                prop_assert!((g - w).abs() <= 2e-5, "{:?}: output {}: {} vs {}", l, i, g, w);
+            }
+        }
+    }
+
+    #[test]
+    fn index_scores_match_the_reference(h in 1usize..9, d in 1usize..140, n in 0usize..200, seed in any::<u64>()) {
+        let q = vals(seed, h * d);
+        let w = vals(seed ^ 5, h);
+        let keys = vals(seed ^ 6, n * d);
+        let want = reference::index_scores(&q, &w, &keys, d);
+        for l in Level::available() {
+            let got = index_scores(l, &q, &w, &keys, d);
+            prop_assert_eq!(got.len(), n);
+            for (j, (g, wv)) in got.iter().zip(&want).enumerate() {
+                // each dot's error <= 1e-6 · d (|q|,|k| <= 1), times Σ|w| <= h
+                prop_assert!((g - wv).abs() <= 1e-6 * (d * h) as f32, "{:?}: key {}: {} vs {}", l, j, g, wv);
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_inputs_propagate() {
+    let d = 40;
+    let mut q = vals(1, 2 * d);
+    let kv = vals(2, 3 * d);
+    q[d + 3] = f32::NAN; // head 1 of the only query
+    let idx = [0, 2, -1];
+    for l in Level::available() {
+        let o = sparse_attn(l, &q, &kv, &idx, &[0.0, 0.0], 0.1, d);
+        assert!(o[..d].iter().all(|v| v.is_finite()), "{l:?}: head 0 is clean");
+        assert!(o[d..].iter().all(|v| v.is_nan()), "{l:?}: head 1 reads a NaN query");
+        let mut keys = vals(3, 4 * d);
+        keys[2 * d + 1] = f32::NAN;
+        // the reference's relu is `max(0)`, which maps a NaN dot to 0: the same here
+        let s = index_scores(l, &q[..d], &[1.0], &keys, d);
+        let want = reference::index_scores(&q[..d], &[1.0], &keys, d);
+        assert_eq!(s[2].to_bits(), want[2].to_bits(), "{l:?}: {s:?} vs {want:?}");
+    }
+}
