@@ -264,14 +264,36 @@ struct Shard {
     map: Arc<Mmap>,
 }
 
-/// Where a tensor lives: absolute byte range in its shard's map.
+/// Where a tensor's bytes are.
+enum Source {
+    /// Absolute byte range in a shard's map.
+    Shard {
+        shard: usize,
+        start: usize,
+        end: usize,
+    },
+    /// Owned by the checkpoint ([`Checkpoint::from_tensors`]).
+    Memory(Bytes),
+}
+
+/// One tensor: dtype, shape and where its bytes are.
 struct Entry {
-    shard: usize,
     dtype: DType,
     shape: Vec<usize>,
-    start: usize,
-    end: usize,
+    source: Source,
 }
+
+impl Entry {
+    fn shard(&self) -> Option<usize> {
+        match self.source {
+            Source::Shard { shard, .. } => Some(shard),
+            Source::Memory(_) => None,
+        }
+    }
+}
+
+/// The `file` of an in-memory checkpoint's tensors and its `dir` (no file holds them).
+pub const IN_MEMORY: &str = "<memory>";
 
 pub struct Checkpoint {
     dir: PathBuf,
@@ -505,18 +527,20 @@ impl Checkpoint {
             if let Some(prev) = self.entries.get(&name) {
                 return Err(LoadError::Duplicate {
                     name,
-                    first: self.shards[prev.shard].path.clone(),
+                    first: self.entry_file(prev),
                     second: shard.path.clone(),
                 });
             }
             self.entries.insert(
                 name,
                 Entry {
-                    shard: idx,
                     dtype,
                     shape,
-                    start,
-                    end,
+                    source: Source::Shard {
+                        shard: idx,
+                        start,
+                        end,
+                    },
                 },
             );
         }
@@ -574,10 +598,10 @@ impl Checkpoint {
         for (name, file) in &weight_map {
             let want = shard_of_file[file];
             match ck.entries.get(name) {
-                Some(e) if e.shard == want => {}
+                Some(e) if e.shard() == Some(want) => {}
                 other => {
                     let found_in = match other {
-                        Some(e) => format!(" (it is in {})", ck.shards[e.shard].path.display()),
+                        Some(e) => format!(" (it is in {})", ck.entry_file(e).display()),
                         None => String::new(),
                     };
                     return Err(LoadError::NotInShard {
@@ -590,6 +614,71 @@ impl Checkpoint {
             }
         }
         Ok(ck)
+    }
+
+    /// A checkpoint held in memory: `(name, dtype, shape, bytes)` per tensor, the bytes moved in
+    /// (no copy; `Bytes::from_vec` wraps a `Vec` without copying it). Checked like a file's
+    /// header: every byte length must be the shape's, and no name may appear twice. The tensors'
+    /// `file` and the `dir` are [`IN_MEMORY`]; `files()` is empty. Everything else (the checked
+    /// accessors, `unused`) works as for files, so `Weights::load` takes it unchanged.
+    pub fn from_tensors<I>(tensors: I) -> Result<Checkpoint, LoadError>
+    where
+        I: IntoIterator<Item = (String, DType, Vec<usize>, Bytes)>,
+    {
+        let mem = PathBuf::from(IN_MEMORY);
+        let mut ck = Checkpoint {
+            dir: mem.clone(),
+            shards: Vec::new(),
+            entries: BTreeMap::new(),
+            used: Mutex::new(BTreeSet::new()),
+        };
+        for (name, dtype, shape, bytes) in tensors {
+            let nbytes = shape
+                .iter()
+                .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d));
+            if nbytes != Some(bytes.len()) {
+                return Err(LoadError::BadHeader {
+                    path: mem,
+                    msg: format!(
+                        "tensor '{name}': {} bytes given but {dtype} {shape:?} needs {}",
+                        bytes.len(),
+                        nbytes.map_or("more than usize::MAX".to_string(), |n| n.to_string())
+                    ),
+                });
+            }
+            if ck.entries.contains_key(&name) {
+                return Err(LoadError::Duplicate {
+                    name,
+                    first: mem.clone(),
+                    second: mem,
+                });
+            }
+            ck.entries.insert(
+                name,
+                Entry {
+                    dtype,
+                    shape,
+                    source: Source::Memory(bytes),
+                },
+            );
+        }
+        Ok(ck)
+    }
+
+    /// The file holding an entry ([`IN_MEMORY`] for an in-memory one).
+    fn entry_file(&self, e: &Entry) -> PathBuf {
+        match e.source {
+            Source::Shard { shard, .. } => self.shards[shard].path.clone(),
+            Source::Memory(_) => PathBuf::from(IN_MEMORY),
+        }
+    }
+
+    /// Total bytes of every tensor's data.
+    pub fn data_bytes(&self) -> usize {
+        self.entries
+            .values()
+            .map(|e| e.shape.iter().product::<usize>() * e.dtype.size_in_bytes())
+            .sum()
     }
 
     pub fn dir(&self) -> &Path {
@@ -624,17 +713,20 @@ impl Checkpoint {
             name: name.to_string(),
             dir: self.dir.clone(),
         })?;
-        let shard = &self.shards[e.shard];
+        let bytes = match &e.source {
+            Source::Shard { shard, start, end } => Bytes(Repr::Mapped {
+                map: self.shards[*shard].map.clone(),
+                start: *start,
+                end: *end,
+            }),
+            Source::Memory(b) => b.clone(),
+        };
         Ok(TensorRef {
             name: name.to_string(),
             dtype: e.dtype,
             shape: e.shape.clone(),
-            file: shard.path.clone(),
-            bytes: Bytes(Repr::Mapped {
-                map: shard.map.clone(),
-                start: e.start,
-                end: e.end,
-            }),
+            file: self.entry_file(e),
+            bytes,
         })
     }
 

@@ -7,14 +7,26 @@
 //! quantisation, and FP8 / FP4 weights are quantised the way the real checkpoint is (per block,
 //! a power-of-two e8m0 scale `ceil_pow2(amax / max_code)`, codes rounded to nearest even), so
 //! the codes use the top of their range and NaN codes never appear.
+//!
+//! [`fast_tensors`] is the same layout filled fast enough for the real dimensions (GBs in
+//! seconds): the big matrices (FP8, FP4, BF16 linears and the embedding) get random codes —
+//! never a NaN code — and one power-of-two scale per tensor chosen so the weights have RMS
+//! ≈ `1/sqrt(fan_in)`, filled in parallel with one splitmix stream per 64 KiB chunk (so the bytes
+//! depend on the seed only, not on the thread count); the small tensors (norms, mHC parameters,
+//! biases, sinks, `ape`, hash tables) are drawn exactly as by [`random_tensors`].
+//! [`bench_config`] and [`bench_model`] build an in-memory model with the real geometry and
+//! fewer routed experts / layers for benchmarks.
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::checkpoint::DType;
+use crate::checkpoint::{Bytes, Checkpoint, DType, LoadError};
 use crate::config::Config;
-use crate::formats::{ceil_pow2, f32_to_e2m1, f32_to_e4m3, E2M1_MAX, E4M3_MAX};
+use crate::formats::{bf16_to_f32, ceil_pow2, e2m1_to_f32, e4m3_to_f32, f32_to_e2m1, f32_to_e4m3, E2M1_MAX, E4M3_MAX};
+use crate::model::weights::Weights;
+use crate::model::Model;
 
 /// One tensor of a checkpoint: name, dtype, shape, little-endian bytes.
 pub struct SynthTensor {
@@ -70,6 +82,87 @@ impl Rng {
     }
 }
 
+/// Bytes per independent stream of the fast fill.
+const FAST_CHUNK: usize = 1 << 16;
+
+impl Rng {
+    /// The stream of chunk `chunk` of a tensor whose key is `key`.
+    fn for_chunk(key: u64, chunk: usize) -> Rng {
+        let mut h = Rng(key ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut r = Rng(h.next_u64());
+        r.next_u64();
+        r
+    }
+
+    /// Fill `out` with random bytes.
+    fn fill(&mut self, out: &mut [u8]) {
+        let mut it = out.chunks_exact_mut(8);
+        for c in &mut it {
+            c.copy_from_slice(&self.next_u64().to_le_bytes());
+        }
+        let rest = it.into_remainder();
+        let n = rest.len();
+        rest.copy_from_slice(&self.next_u64().to_le_bytes()[..n]);
+    }
+}
+
+/// `n` random bytes for tensor `name`, each chunk then rewritten in place by `map`; chunk `i`
+/// of [`FAST_CHUNK`] bytes (a multiple of every element size) draws from its own stream, so the
+/// result does not depend on the number of threads.
+fn fast_bytes(seed: u64, name: &str, n: usize, map: impl Fn(&mut [u8]) + Sync) -> Vec<u8> {
+    let key = Rng::for_tensor(seed, name).next_u64();
+    let mut v = vec![0u8; n];
+    v.par_chunks_mut(FAST_CHUNK).enumerate().for_each(|(i, c)| {
+        Rng::for_chunk(key, i).fill(c);
+        map(c);
+    });
+    v
+}
+
+/// A random byte to an e4m3 code: the sign and the 3 mantissa bits kept, 3 bits choosing the
+/// exponent field among 7..=14 (magnitudes 1 to 240), so never the NaN codes 0x7F / 0xFF.
+fn fast_e4m3(b: u8) -> u8 {
+    (b & 0x80) | ((7 + ((b >> 3) & 7)) << 3) | (b & 7)
+}
+
+/// A random u16 to bf16 bits: sign and 7 mantissa bits kept, 3 bits choosing the exponent among
+/// 2^0..2^7 (times `2^e0`, which the caller adds to the exponent field).
+fn fast_bf16(u: u16, e0: i32) -> u16 {
+    let exp = (127 + e0 + ((u >> 7) & 7) as i32) as u16;
+    (u & 0x8000) | (exp << 7) | (u & 0x7F)
+}
+
+/// RMS of `values` (every code of a format, decoded).
+fn code_rms(codes: impl Iterator<Item = f32>) -> f64 {
+    let (mut s, mut n) = (0f64, 0usize);
+    for v in codes {
+        s += (v as f64) * (v as f64);
+        n += 1;
+    }
+    (s / n as f64).sqrt()
+}
+
+/// `round(log2(target / rms))`: the power-of-two scale bringing codes of RMS `rms` to `target`.
+fn pow2_exponent(target: f64, rms: f64) -> i32 {
+    (target / rms).log2().round() as i32
+}
+
+/// The e8m0 byte of `2^e`.
+fn e8m0_of_exponent(e: i32) -> u8 {
+    (e + 127).clamp(0, 254) as u8
+}
+
+/// How a [`Builder`] fills the tensors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// [`random_tensors`]: normal draws quantised like the release.
+    Exact,
+    /// [`fast_tensors`]: random codes for the big matrices.
+    Fast,
+    /// Names, dtypes and shapes only (empty bytes).
+    Shapes,
+}
+
 /// The e8m0 byte of a power of two `s` (normal f32).
 fn e8m0_code(s: f32) -> u8 {
     let e = ((s.to_bits() >> 23) & 0xFF) as i32 - 127;
@@ -79,6 +172,7 @@ fn e8m0_code(s: f32) -> u8 {
 /// Builds the tensor list; every tensor gets its own random stream.
 struct Builder {
     seed: u64,
+    mode: Mode,
     out: Vec<SynthTensor>,
 }
 
@@ -88,8 +182,18 @@ impl Builder {
     }
 
     fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) {
-        debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size_in_bytes(), "{name}");
+        if self.mode != Mode::Shapes {
+            debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size_in_bytes(), "{name}");
+        }
         self.out.push(SynthTensor { name, dtype, shape, bytes });
+    }
+
+    /// In `Shapes` mode: record the tensor without data and return true.
+    fn shape_only(&mut self, name: &str, dtype: DType, shape: &[usize]) -> bool {
+        if self.mode == Mode::Shapes {
+            self.push(name.to_string(), dtype, shape.to_vec(), Vec::new());
+        }
+        self.mode == Mode::Shapes
     }
 
     /// `mean + std·N(0,1)` values.
@@ -108,20 +212,44 @@ impl Builder {
         self.push(name, DType::F32, shape, bytes);
     }
 
-    /// BF16 `N(mean, std)`.
+    /// BF16 `N(mean, std)`; in `Fast` mode (where `mean` must be 0) random bf16 codes of RMS
+    /// within a factor sqrt(2) of `std`.
     fn bf16_normal(&mut self, name: String, shape: Vec<usize>, mean: f32, std: f32) {
+        if self.shape_only(&name, DType::BF16, &shape) {
+            return;
+        }
+        if self.mode == Mode::Fast {
+            assert_eq!(mean, 0.0, "{name}: the fast fill draws around 0");
+            let rms = code_rms((0..=u16::MAX).map(|u| bf16_to_f32(fast_bf16(u, 0))));
+            let e0 = pow2_exponent(std as f64, rms);
+            let n: usize = shape.iter().product();
+            let bytes = fast_bytes(self.seed, &name, 2 * n, |c| {
+                for p in c.chunks_exact_mut(2) {
+                    let u = fast_bf16(u16::from_le_bytes([p[0], p[1]]), e0);
+                    p.copy_from_slice(&u.to_le_bytes());
+                }
+            });
+            self.push(name, DType::BF16, shape, bytes);
+            return;
+        }
         let v = self.gaussian(&name, shape.iter().product(), mean, std);
         self.bf16(name, shape, v);
     }
 
     /// F32 `N(mean, std)`.
     fn f32_normal(&mut self, name: String, shape: Vec<usize>, mean: f32, std: f32) {
+        if self.shape_only(&name, DType::F32, &shape) {
+            return;
+        }
         let v = self.gaussian(&name, shape.iter().product(), mean, std);
         self.f32(name, shape, v);
     }
 
     /// A norm weight: BF16 `1 ± 0.1` (uniform).
     fn norm(&mut self, name: String, n: usize) {
+        if self.shape_only(&name, DType::BF16, &[n]) {
+            return;
+        }
         let mut r = self.rng(&name);
         let v = (0..n).map(|_| r.range(0.9, 1.1)).collect();
         self.bf16(name, vec![n], v);
@@ -136,8 +264,20 @@ impl Builder {
     /// quantising `N(0,1)/sqrt(inp)` per 128x128 block.
     fn fp8(&mut self, p: &str, out: usize, inp: usize) {
         let wname = format!("{p}.weight");
-        let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
         let (bo, bi) = (out.div_ceil(128), inp.div_ceil(128));
+        if self.shape_only(&wname, DType::F8E4M3, &[out, inp]) {
+            self.shape_only(&format!("{p}.scale"), DType::F8E8M0, &[bo, bi]);
+            return;
+        }
+        if self.mode == Mode::Fast {
+            let rms = code_rms((0..=255u8).map(|b| e4m3_to_f32(fast_e4m3(b))));
+            let e = pow2_exponent(1.0 / (inp as f64).sqrt(), rms);
+            let codes = fast_bytes(self.seed, &wname, out * inp, |c| c.iter_mut().for_each(|b| *b = fast_e4m3(*b)));
+            self.push(wname, DType::F8E4M3, vec![out, inp], codes);
+            self.push(format!("{p}.scale"), DType::F8E8M0, vec![bo, bi], vec![e8m0_of_exponent(e); bo * bi]);
+            return;
+        }
+        let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
         let mut codes = vec![0u8; out * inp];
         let mut scales = vec![0u8; bo * bi];
         for br in 0..bo {
@@ -165,6 +305,19 @@ impl Builder {
     fn fp4(&mut self, p: &str, out: usize, inp: usize) {
         assert!(inp.is_multiple_of(32), "{p}: an FP4 weight needs an input size divisible by 32, got {inp}");
         let wname = format!("{p}.weight");
+        if self.shape_only(&wname, DType::I8, &[out, inp / 2]) {
+            self.shape_only(&format!("{p}.scale"), DType::F8E8M0, &[out, inp / 32]);
+            return;
+        }
+        if self.mode == Mode::Fast {
+            // Every byte is two valid e2m1 codes.
+            let rms = code_rms((0..16u8).map(e2m1_to_f32));
+            let e = pow2_exponent(1.0 / (inp as f64).sqrt(), rms);
+            let packed = fast_bytes(self.seed, &wname, out * inp / 2, |_| {});
+            self.push(wname, DType::I8, vec![out, inp / 2], packed);
+            self.push(format!("{p}.scale"), DType::F8E8M0, vec![out, inp / 32], vec![e8m0_of_exponent(e); out * inp / 32]);
+            return;
+        }
         let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
         let mut packed = vec![0u8; out * inp / 2];
         let mut scales = vec![0u8; out * inp / 32];
@@ -188,6 +341,9 @@ impl Builder {
         self.f32_normal(format!("{p}_fn"), vec![rows, k], 0.0, 0.1 / (k as f32).sqrt());
         self.f32_normal(format!("{p}_base"), vec![rows], 0.0, 0.5);
         let name = format!("{p}_scale");
+        if self.shape_only(&name, DType::F32, &[nscale]) {
+            return;
+        }
         let mut r = self.rng(&name);
         let v = (0..nscale).map(|_| r.range(0.8, 1.2)).collect();
         self.f32(name, vec![nscale], v);
@@ -200,6 +356,27 @@ impl Builder {
         self.bf16_linear(format!("{p}.wgate.weight"), w, cfg.dim);
         self.f32_normal(format!("{p}.ape"), vec![ratio, w], 0.0, 0.5);
         self.norm(format!("{p}.norm.weight"), hd);
+    }
+
+    /// Hash routing `[vocab, k]` I32: each token's k experts distinct, drawn by a partial
+    /// Fisher–Yates shuffle.
+    fn tid2eid(&mut self, name: String, cfg: &Config) {
+        let (ne, k) = (cfg.n_routed_experts, cfg.n_activated_experts);
+        if self.shape_only(&name, DType::I32, &[cfg.vocab_size, k]) {
+            return;
+        }
+        let mut r = self.rng(&name);
+        let mut ids = Vec::with_capacity(cfg.vocab_size * k);
+        for _ in 0..cfg.vocab_size {
+            let mut perm: Vec<i32> = (0..ne as i32).collect();
+            for j in 0..k {
+                let pick = j + r.below(ne - j);
+                perm.swap(j, pick);
+            }
+            ids.extend_from_slice(&perm[..k]);
+        }
+        let bytes = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push(name, DType::I32, vec![cfg.vocab_size, k], bytes);
     }
 
     /// A block at `p` (`layers.L` or `mtp.i`); `index` selects its compress ratio and routing.
@@ -231,23 +408,10 @@ impl Builder {
         }
 
         let f = format!("{p}.ffn");
-        let (ne, k, inter) = (cfg.n_routed_experts, cfg.n_activated_experts, cfg.moe_inter_dim);
+        let (ne, inter) = (cfg.n_routed_experts, cfg.moe_inter_dim);
         self.bf16_linear(format!("{f}.gate.weight"), ne, d);
         if index < cfg.n_hash_layers {
-            // Each token's k experts: distinct, drawn by a partial Fisher–Yates shuffle.
-            let name = format!("{f}.gate.tid2eid");
-            let mut r = self.rng(&name);
-            let mut ids = Vec::with_capacity(cfg.vocab_size * k);
-            for _ in 0..cfg.vocab_size {
-                let mut perm: Vec<i32> = (0..ne as i32).collect();
-                for j in 0..k {
-                    let pick = j + r.below(ne - j);
-                    perm.swap(j, pick);
-                }
-                ids.extend_from_slice(&perm[..k]);
-            }
-            let bytes = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.push(name, DType::I32, vec![cfg.vocab_size, k], bytes);
+            self.tid2eid(format!("{f}.gate.tid2eid"), cfg);
         } else {
             self.f32_normal(format!("{f}.gate.bias"), vec![ne], 0.0, 0.1);
         }
@@ -266,32 +430,133 @@ impl Builder {
     }
 }
 
+/// The tensors of a model with `cfg`, filled as `mode` says; the blocks are built in parallel
+/// (each tensor's bytes depend only on the seed and its name, so the order of work is free).
+fn build(cfg: &Config, seed: u64, mode: Mode) -> Vec<SynthTensor> {
+    let (d, v, nc) = (cfg.dim, cfg.vocab_size, cfg.hc_mult);
+    let mut b = Builder { seed, mode, out: Vec::new() };
+    b.bf16_normal("embed.weight".into(), vec![v, d], 0.0, 1.0);
+    b.bf16_linear("head.weight".into(), v, d);
+    b.norm("norm.weight".into(), d);
+    b.hc("hc_head", cfg, nc, 1);
+    let blocks: Vec<Vec<SynthTensor>> = (0..cfg.n_layers + cfg.n_mtp_layers)
+        .into_par_iter()
+        .map(|l| {
+            let mut b = Builder { seed, mode, out: Vec::new() };
+            if l < cfg.n_layers {
+                b.block(&format!("layers.{l}"), cfg, l);
+            } else {
+                let p = format!("mtp.{}", l - cfg.n_layers);
+                b.block(&p, cfg, l);
+                b.fp8(&format!("{p}.e_proj"), d, d);
+                b.fp8(&format!("{p}.h_proj"), d, d);
+                b.norm(format!("{p}.enorm.weight"), d);
+                b.norm(format!("{p}.hnorm.weight"), d);
+                b.norm(format!("{p}.norm.weight"), d);
+                b.hc(&format!("{p}.hc_head"), cfg, nc, 1);
+            }
+            b.out
+        })
+        .collect();
+    b.out.extend(blocks.into_iter().flatten());
+    b.out
+}
+
 /// Every tensor a model with `cfg` needs, in the released layout (`spec/checkpoint.md`): embed,
 /// head, norm, hc_head_*, the `layers.L.*` blocks (compressor when the ratio is > 0, indexer when
 /// it is 4, hash routing for the first `n_hash_layers` layers, FP4 routed experts, FP8 shared
 /// expert) and the `mtp.i.*` blocks with their `e_proj`, `h_proj`, norms and `hc_head_*`.
 /// Deterministic from `seed`.
 pub fn random_tensors(cfg: &Config, seed: u64) -> Vec<SynthTensor> {
-    let (d, v, nc) = (cfg.dim, cfg.vocab_size, cfg.hc_mult);
-    let mut b = Builder { seed, out: Vec::new() };
-    b.bf16_normal("embed.weight".into(), vec![v, d], 0.0, 1.0);
-    b.bf16_linear("head.weight".into(), v, d);
-    b.norm("norm.weight".into(), d);
-    b.hc("hc_head", cfg, nc, 1);
-    for l in 0..cfg.n_layers {
-        b.block(&format!("layers.{l}"), cfg, l);
+    build(cfg, seed, Mode::Exact)
+}
+
+/// The tensors of [`random_tensors`] (same names, dtypes, shapes, order) filled fast, for the
+/// real dimensions: FP4 expert weights are random bytes (every nibble is a valid e2m1 code),
+/// FP8 weights random e4m3 codes of magnitude 1 to 240 (never NaN), BF16 matrices (embed, head,
+/// compressors, gate, indexer `weights_proj`) random bf16 over 8 octaves; each with one
+/// power-of-two scale (the e8m0 scale tensors hold one value; BF16 gets it in the exponent)
+/// putting the RMS within a factor sqrt(2) of `1/sqrt(fan_in)` (1 for the embedding). Filled in
+/// parallel, one splitmix stream per 64 KiB chunk: the bytes depend on `seed` only, not on the
+/// number of threads. Small tensors are drawn exactly as by `random_tensors` (same values).
+pub fn fast_tensors(cfg: &Config, seed: u64) -> Vec<SynthTensor> {
+    build(cfg, seed, Mode::Fast)
+}
+
+/// `(name, dtype, shape)` of every tensor of [`random_tensors`], in order, without building any.
+pub fn tensor_shapes(cfg: &Config) -> Vec<(String, DType, Vec<usize>)> {
+    build(cfg, 0, Mode::Shapes).into_iter().map(|t| (t.name, t.dtype, t.shape)).collect()
+}
+
+/// Bytes of data of a checkpoint for `cfg` (the sum over [`tensor_shapes`]), without building it.
+pub fn stored_bytes(cfg: &Config) -> usize {
+    tensor_shapes(cfg).iter().map(|(_, d, s)| s.iter().product::<usize>() * d.size_in_bytes()).sum()
+}
+
+/// An in-memory [`Checkpoint`] holding `tensors` (their buffers moved in, not copied).
+pub fn in_memory_checkpoint(tensors: Vec<SynthTensor>) -> Result<Checkpoint, LoadError> {
+    Checkpoint::from_tensors(tensors.into_iter().map(|t| (t.name, t.dtype, t.shape, Bytes::from_vec(t.bytes))))
+}
+
+/// The real DeepSeek-V4-Flash geometry (`Config::flash()`: dim, heads, vocab, expert size, every
+/// dense weight at full size) with `experts` routed experts per layer instead of 256, and, with
+/// `layers = Some(n)`, only the first `n` layers (their compress ratios kept: layers 0-1 window
+/// only, then 4 / 128 alternating). With 16 experts a batch-1 token reads exactly the bytes of
+/// the real model (6 experts a layer) while the whole model takes ~18 GB.
+///
+/// `n_hash_layers` is `min(3, n)`, and the hash tables are drawn over the `experts` experts.
+/// The MTP block is kept (`n_mtp_layers = 1`, window only as in the release): it is the real
+/// geometry, speculative decoding can be benchmarked, and it costs one block (~0.4 GB at 16
+/// experts). `max_seq_len` is unchanged. Panics unless `6 <= experts` and `1 <= n <= 43`.
+pub fn bench_config(layers: Option<usize>, experts: usize) -> Config {
+    let flash = Config::flash();
+    let n = layers.unwrap_or(flash.n_layers);
+    assert!((1..=flash.n_layers).contains(&n), "bench_config: {n} layers, expected 1..={}", flash.n_layers);
+    bench_config_with_ratios(&flash.compress_ratios[..n], experts)
+}
+
+/// [`bench_config`] with a chosen mix of layers: `ratios[l]` is layer l's compress ratio (0 =
+/// window only, 4 = overlapping compressor + indexer, >= 2 otherwise: 128 in the release); the
+/// layer count is `ratios.len()`, and the first `min(3, len)` layers are hash-routed.
+pub fn bench_config_with_ratios(ratios: &[usize], experts: usize) -> Config {
+    let mut c = Config::flash();
+    assert!(
+        experts >= c.n_activated_experts,
+        "bench_config: {experts} routed experts, need at least the {} a token activates",
+        c.n_activated_experts
+    );
+    assert!(!ratios.is_empty(), "bench_config: no layers");
+    let mtp_ratio = c.compress_ratios[c.n_layers..].to_vec();
+    c.n_routed_experts = experts;
+    c.n_layers = ratios.len();
+    c.n_hash_layers = c.n_hash_layers.min(c.n_layers);
+    c.compress_ratios = ratios.iter().copied().chain(mtp_ratio).collect();
+    if let Err(e) = c.validate() {
+        panic!("bench_config: {e}");
     }
-    for i in 0..cfg.n_mtp_layers {
-        let p = format!("mtp.{i}");
-        b.block(&p, cfg, cfg.n_layers + i);
-        b.fp8(&format!("{p}.e_proj"), d, d);
-        b.fp8(&format!("{p}.h_proj"), d, d);
-        b.norm(format!("{p}.enorm.weight"), d);
-        b.norm(format!("{p}.hnorm.weight"), d);
-        b.norm(format!("{p}.norm.weight"), d);
-        b.hc(&format!("{p}.hc_head"), cfg, nc, 1);
-    }
-    b.out
+    c
+}
+
+/// A model built by [`bench_model`], in memory.
+pub struct BenchModel {
+    pub model: Model,
+    /// Bytes of tensor data allocated for it (`stored_bytes(cfg)`), nearly all held by the model.
+    pub bytes: usize,
+    /// Wall-clock seconds the build took (fill + load).
+    pub seconds: f64,
+}
+
+/// Build a model for `cfg` in memory from [`fast_tensors`] (no file written, nothing copied
+/// after the fill): fill, wrap in an in-memory [`Checkpoint`], `Weights::load`, `Model::new`.
+/// For the real Flash dims with 16 experts (`bench_config(None, 16)`) that is ~18 GB.
+pub fn bench_model(cfg: &Config, seed: u64) -> Result<BenchModel, LoadError> {
+    let t0 = std::time::Instant::now();
+    let ck = in_memory_checkpoint(fast_tensors(cfg, seed))?;
+    let bytes = ck.data_bytes();
+    let w = Weights::load(&ck, cfg)?;
+    debug_assert!(ck.unused().is_empty(), "tensors the loader never asked for: {:?}", ck.unused());
+    drop(ck);
+    Ok(BenchModel { model: Model::new(cfg.clone(), w), bytes, seconds: t0.elapsed().as_secs_f64() })
 }
 
 /// The bytes of a safetensors file holding `tensors` (in that order, contiguous): 8-byte

@@ -20,6 +20,9 @@ pub struct Kernels {
     pub level: Level,
 }
 
+/// Rows `1` of job `0` computed: `[m, 1.len()]`.
+type Piece = (usize, Range<usize>, Vec<f32>);
+
 /// Stored bytes of one weight row (what a thread streams).
 fn row_bytes(lin: &Linear) -> usize {
     let k = lin.inp;
@@ -52,7 +55,8 @@ impl Compute for Kernels {
         }
         let shares = pool::plan(&sizes, pool::threads());
         // each share computes its pieces with row splitting off (it is one thread's work)
-        let pieces: Vec<Vec<(usize, Range<usize>, Vec<f32>)>> = shares
+        // (job, its rows, their outputs) per share
+        let pieces: Vec<Vec<Piece>> = shares
             .into_par_iter()
             .map(|share| {
                 pool::serial(|| share.into_iter().map(|(j, r)| (j, r.clone(), fast_linear(self.level, jobs[j].0, jobs[j].1, r, aq))).collect())

@@ -15,7 +15,7 @@ use crate::compute::{Compute, Reference};
 use crate::linear::Linear;
 use crate::ops::hadamard::hadamard_inplace;
 use crate::ops::mhc::{hc_head, hc_post, hc_pre};
-use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, Expert};
+use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, ExpertJob};
 use crate::ops::norm::{rms_norm_inplace, rms_norm_unweighted_inplace};
 use crate::ops::rope::Rope;
 use crate::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace, ActQuant};
@@ -452,7 +452,7 @@ impl Model {
                 (xe, hits.iter().map(|&i| weights[i]).collect())
             })
             .collect();
-        let mut jobs: Vec<(&Expert, &[f32], Option<&[f32]>, Option<f32>)> =
+        let mut jobs: Vec<ExpertJob> =
             groups.iter().zip(&inputs).map(|((e, _), (xe, we))| (&m.experts[*e], &xe[..], Some(&we[..]), limit)).collect();
         jobs.push((&m.shared, x, None, None));
         let mut outs = experts_ffn(&*self.mm, &jobs, aq);

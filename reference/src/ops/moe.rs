@@ -84,10 +84,13 @@ pub fn swiglu_inplace(g: &mut [f32], u: &[f32], inter: usize, weights: Option<&[
     }
 }
 
+/// One expert's share of a layer: (expert, its input rows, the routing weight of each row or
+/// None, the SwiGLU clamp or None).
+pub type ExpertJob<'a> = (&'a Expert, &'a [f32], Option<&'a [f32]>, Option<f32>);
+
 /// Several experts, each on its own rows, in two phases of `mm.forward_many`: every w1 and w3,
-/// then every w2. `jobs[i] = (expert, x rows, routing weights per row or None, SwiGLU limit)`;
-/// returns each job's output rows. Same numbers as `expert_ffn` per job.
-pub fn experts_ffn(mm: &dyn Compute, jobs: &[(&Expert, &[f32], Option<&[f32]>, Option<f32>)], aq: ActQuant) -> Vec<Vec<f32>> {
+/// then every w2. Returns each job's output rows. Same numbers as `expert_ffn` per job.
+pub fn experts_ffn(mm: &dyn Compute, jobs: &[ExpertJob], aq: ActQuant) -> Vec<Vec<f32>> {
     let up: Vec<(&Linear, &[f32])> = jobs.iter().flat_map(|(e, x, _, _)| [(&e.w1, *x), (&e.w3, *x)]).collect();
     let mut gu = mm.forward_many(&up, aq).into_iter();
     let mut hidden = Vec::with_capacity(jobs.len());
