@@ -1,12 +1,14 @@
 //! The CPU backend's sparse attention and indexer scores against the reference ops
 //! (`ops::attention::{sparse_attn, index_scores}`): every level this CPU has, random shapes
-//! (heads, head dim incl. non-multiples of 32, unused `-1` slots, repeated entries), NaN
+//! (heads, head dim incl. non-multiples of 32, unused `-1` slots, repeated entries, the KV table
+//! split in pieces), NaN
 //! propagation. The kernels differ from the reference only in each dot's f32 summation order.
 
 use dsv4_engine::cpu_kernels::attention::{dot, index_scores, sparse_attn};
 use dsv4_engine::cpu_kernels::Level;
 use dsv4_engine::reference::linear::dot as ref_dot;
 use dsv4_engine::reference::ops::attention as reference;
+use dsv4_engine::reference::ops::attention::KvRows;
 use proptest::prelude::*;
 
 fn vals(seed: u64, n: usize) -> Vec<f32> {
@@ -44,9 +46,10 @@ proptest! {
         // entries of kv or -1 (unused), repeats allowed
         let idx: Vec<i32> = (0..s * k).map(|_| { let v = r.next().unwrap(); if v < -0.7 { -1 } else { ((v + 1.0) * 0.5 * n as f32) as i32 % n as i32 } }).collect();
         let scale = 1.0 / (d as f32).sqrt();
+        let cut = seed as usize % (n + 1); // the kv table in two pieces
         let want = reference::sparse_attn(&q, &kv, &idx, &sink, scale, d);
         for l in Level::available() {
-            let got = sparse_attn(l, &q, &kv, &idx, &sink, scale, d);
+            let got = sparse_attn(l, &q, &KvRows::new([&kv[..cut * d], &[], &kv[cut * d..]], d), &idx, &sink, scale, d);
             prop_assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 prop_assert!(g.is_finite(), "{:?}: output {} is {}", l, i, g);
@@ -81,7 +84,7 @@ fn nan_inputs_propagate() {
     q[d + 3] = f32::NAN; // head 1 of the only query
     let idx = [0, 2, -1];
     for l in Level::available() {
-        let o = sparse_attn(l, &q, &kv, &idx, &[0.0, 0.0], 0.1, d);
+        let o = sparse_attn(l, &q, &KvRows::one(&kv, d), &idx, &[0.0, 0.0], 0.1, d);
         assert!(o[..d].iter().all(|v| v.is_finite()), "{l:?}: head 0 is clean");
         assert!(o[d..].iter().all(|v| v.is_nan()), "{l:?}: head 1 reads a NaN query");
         let mut keys = vals(3, 4 * d);
@@ -90,5 +93,21 @@ fn nan_inputs_propagate() {
         let s = index_scores(l, &q[..d], &[1.0], &keys, d);
         let want = reference::index_scores(&q[..d], &[1.0], &keys, d);
         assert_eq!(s[2].to_bits(), want[2].to_bits(), "{l:?}: {s:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn index_scores_at_the_real_shape() {
+    // 64 heads of 128 (the Flash indexer), keys not a multiple of the 8-key groups or the task size
+    let (h, d, n) = (64, 128, 203);
+    let (q, w) = (vals(9, h * d), vals(10, h));
+    let mut keys = vals(11, n * d);
+    keys[17 * d + 5] = f32::NAN; // inside an 8-key group
+    let want = reference::index_scores(&q, &w, &keys, d);
+    for l in Level::available() {
+        let got = index_scores(l, &q, &w, &keys, d);
+        for (j, (g, wv)) in got.iter().zip(&want).enumerate() {
+            assert!((g - wv).abs() <= 1e-6 * (d * h) as f32 || (g.is_nan() && wv.is_nan()), "{l:?}: key {j}: {g} vs {wv}");
+        }
     }
 }

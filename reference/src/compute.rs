@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use crate::linear::Linear;
-use crate::ops::attention::{index_scores, sparse_attn};
+use crate::ops::attention::{index_scores, sparse_attn_rows, KvRows};
 use crate::quant::ActQuant;
 
 pub trait Compute: Send + Sync {
@@ -25,9 +25,9 @@ pub trait Compute: Send + Sync {
         jobs.iter().map(|(lin, x)| self.forward(lin, x, aq)).collect()
     }
 
-    /// `ops::attention::sparse_attn`.
-    fn sparse_attn(&self, q: &[f32], kv: &[f32], idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
-        sparse_attn(q, kv, idx, sink, scale, d)
+    /// `ops::attention::sparse_attn_rows`.
+    fn sparse_attn(&self, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
+        sparse_attn_rows(q, kv, idx, sink, scale, d)
     }
 
     /// `ops::attention::index_scores`.

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use dsv4_reference::compute::Compute;
 use dsv4_reference::linear::{Linear, Weight};
+use dsv4_reference::ops::attention::KvRows;
 use dsv4_reference::ActQuant;
 use rayon::prelude::*;
 
@@ -39,7 +40,7 @@ impl Compute for Kernels {
         fast_linear(self.level, lin, x, rows, aq)
     }
 
-    fn sparse_attn(&self, q: &[f32], kv: &[f32], idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
+    fn sparse_attn(&self, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
         super::attention::sparse_attn(self.level, q, kv, idx, sink, scale, d)
     }
 

@@ -13,6 +13,7 @@ use crate::checkpoint::{Checkpoint, LoadError};
 use crate::config::Config;
 use crate::compute::{Compute, Reference};
 use crate::linear::Linear;
+use crate::ops::attention::KvRows;
 use crate::ops::hadamard::hadamard_inplace;
 use crate::ops::mhc::{hc_head, hc_post, hc_pre};
 use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, ExpertJob};
@@ -322,7 +323,7 @@ impl Model {
         let (h, hd, win) = (cfg.n_heads, cfg.head_dim, cfg.window_size);
         let t_len = kv.len() / hd;
         // KV rows: the ring (positions before the chunk), the chunk, the compressed entries.
-        let kv_all = [&ls.window[..], kv, &ls.comp[..]].concat();
+        let kv_all = KvRows::new([&ls.window[..], kv, &ls.comp[..]], hd);
         let width = win + selected.iter().map(Vec::len).max().unwrap_or(0);
         let mut idx = vec![-1i32; t_len * width];
         for (t, slots) in idx.chunks_mut(width).enumerate() {
