@@ -5,7 +5,7 @@
 //! level this CPU has (the CPU backend's model): the same bounds hold for both.
 
 use dsv4_engine::backend::cpu::CpuKernels;
-use dsv4_engine::cpu_kernels::Level;
+use dsv4_engine::cpu_kernels::{Fp4Math, Level};
 use dsv4_reference::golden::{argmax, max_row_rel_err, rel_err, shared_path, GoldenFile};
 use dsv4_reference::model::Trace;
 use dsv4_reference::{ActQuant, Logits, Model};
@@ -24,7 +24,8 @@ fn tiny(kernels: CpuKernels) -> (Model, std::path::PathBuf) {
 
 /// The reference, then every kernel level of this CPU.
 fn all_kernels() -> Vec<CpuKernels> {
-    std::iter::once(CpuKernels::Reference).chain(Level::available().into_iter().map(CpuKernels::Fast)).collect()
+    let fast = Level::available().into_iter().map(|level| CpuKernels::Fast { level, fp4: Fp4Math::Exact });
+    std::iter::once(CpuKernels::Reference).chain(fast).collect()
 }
 
 /// Prefill P at position 0, teacher-forced decode of the rest, MTP as the golden README says.
@@ -59,7 +60,31 @@ fn quantised_golden_argmax_agreement() {
     all_kernels().into_iter().for_each(quantised);
 }
 
+/// The approximate int8 FP4 path (`--cpu-kernels int8`): measured, not held to the exact paths'
+/// bounds. int8 activations per 32 inputs cost ~3.5e-3 of rms(y) per FP4 product, which
+/// compounds through the blocks: on golden/tiny the smooth logits are ~0.4 off per row and the
+/// quantised run's argmax agreement is ~0.75 (the golden criterion for exact paths is 0.8). The
+/// assertions are a floor that a broken kernel (garbage or NaN) falls through, not a claim of
+/// accuracy; the printed numbers are what the README quotes.
+#[test]
+fn int8_fp4_path_error_is_measured() {
+    let k = CpuKernels::Fast { level: Level::detect(), fp4: Fp4Math::Int8 };
+    let e = smooth_errors(k);
+    println!("int8 FP4 path, smooth golden max per-row relative error: prefill {:.3e}, decode {:.3e}, mtp {:.3e}", e[0], e[1], e[2]);
+    assert!(e.iter().all(|&x| x < 1.0), "{k:?}: {e:?}");
+    let frac = argmax_agreement(k);
+    assert!(frac >= 0.5, "{k:?}: argmax agreement {frac:.3}");
+}
+
 fn smooth(kernels: CpuKernels) {
+    let [e_prefill, e_decode, e_mtp] = smooth_errors(kernels);
+    assert!(e_prefill < 1e-4, "{kernels:?}: prefill rows: {e_prefill:e}");
+    assert!(e_decode < 1e-4, "{kernels:?}: decode rows: {e_decode:e}");
+    assert!(e_mtp < 1e-4, "{kernels:?}: mtp rows: {e_mtp:e}");
+}
+
+/// Max per-row relative error of the prefill, decode and MTP logits of the smooth run.
+fn smooth_errors(kernels: CpuKernels) -> [f64; 3] {
     println!("-- linears: {kernels:?}");
     let (model, dir) = tiny(kernels);
     let g = GoldenFile::open(dir.join("golden_smooth.safetensors")).unwrap();
@@ -79,12 +104,16 @@ fn smooth(kernels: CpuKernels) {
     let e_decode = max_row_rel_err(&r.decode, &g.f32s("decode_logits"), v);
     let e_mtp = max_row_rel_err(&r.mtp, &g.f32s("mtp_logits"), v);
     println!("smooth golden, max per-row relative error: prefill {e_prefill:.3e} ({b}x{p} rows), decode {e_decode:.3e}, mtp {e_mtp:.3e}");
-    assert!(e_prefill < 1e-4, "{kernels:?}: prefill rows: {e_prefill:e}");
-    assert!(e_decode < 1e-4, "{kernels:?}: decode rows: {e_decode:e}");
-    assert!(e_mtp < 1e-4, "{kernels:?}: mtp rows: {e_mtp:e}");
+    [e_prefill, e_decode, e_mtp]
 }
 
 fn quantised(kernels: CpuKernels) {
+    let frac = argmax_agreement(kernels);
+    assert!(frac >= 0.8, "{kernels:?}: argmax agreement {frac:.3} < 0.8");
+}
+
+/// Argmax agreement of the quantised run's prefill and decode rows.
+fn argmax_agreement(kernels: CpuKernels) -> f64 {
     println!("-- linears: {kernels:?}");
     let (model, dir) = tiny(kernels);
     let g = GoldenFile::open(dir.join("golden_quant.safetensors")).unwrap();
@@ -98,7 +127,7 @@ fn quantised(kernels: CpuKernels) {
     let mtp_agree = r.mtp.chunks(v).zip(g.f32s("mtp_logits").chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count();
     println!("quantised golden: argmax agreement {agree}/{rows} = {frac:.3}; mtp {mtp_agree}/{}; median row rel err {:.3e}",
         r.mtp.len() / v, median(got.chunks(v).zip(want.chunks(v)).map(|(a, b)| rel_err(a, b)).collect()));
-    assert!(frac >= 0.8, "{kernels:?}: argmax agreement {frac:.3} < 0.8");
+    frac
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -35,8 +35,8 @@ pub struct Args {
     /// emulator) through the engine's model step; auto picks cuda when a usable GPU is present.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
-    /// On cpu, who runs the linears: reference (the oracle, default), or the engine's kernels
-    /// (auto, avx512, avx2, scalar) inside the same reference model.
+    /// On cpu, who runs the heavy ops: reference (the oracle, default), or the engine's kernels
+    /// (auto, avx512, avx2, scalar; `-int8` for the approximate FP4 path) inside the same model.
     #[arg(long, default_value = "reference", value_parser = parse_cpu_kernels)]
     cpu_kernels: CpuKernels,
 }

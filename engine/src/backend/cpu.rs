@@ -11,7 +11,7 @@ use dsv4_reference::ops::norm::rms_norm_inplace;
 use dsv4_reference::{ActQuant, Config, Logits, Model, SequenceState};
 
 use super::{Backend, Chunk, Layer, Slot, Sublayer};
-use crate::cpu_kernels::{Kernels, Level};
+use crate::cpu_kernels::{Fp4Math, Kernels, Level};
 
 /// Row-major `[rows, cols]` f32 activations.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,40 +31,51 @@ fn layer_state(states: &mut [Option<SequenceState>], slot: Slot, layer: Layer) -
     &mut st.layers[layer.0]
 }
 
-/// Who runs the CPU backend's linears.
+/// Who runs the CPU backend's linears (and attention, indexer scores).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuKernels {
-    /// The reference's `Linear::forward` (slow; the oracle).
+    /// The reference's plain loops (slow; the oracle).
     Reference,
-    /// The engine's kernels at this level (`Level::detect()` by default).
-    Fast(Level),
+    /// The engine's kernels at `level`; FP4 weights with `fp4` arithmetic (exact by default).
+    Fast { level: Level, fp4: Fp4Math },
 }
 
 impl CpuKernels {
-    /// The best kernels this CPU runs.
+    /// The best kernels this CPU has, exact arithmetic.
     pub fn detect() -> CpuKernels {
-        CpuKernels::Fast(Level::detect())
+        CpuKernels::Fast { level: Level::detect(), fp4: Fp4Math::Exact }
     }
 
-    /// `model` with its linears run by these kernels.
+    /// `model` with its heavy ops run by these kernels.
     pub fn apply(self, model: Model) -> Model {
         match self {
             CpuKernels::Reference => model.with_compute(Arc::new(Reference)),
-            CpuKernels::Fast(level) => model.with_compute(Arc::new(Kernels { level })),
+            CpuKernels::Fast { level, fp4 } => model.with_compute(Arc::new(Kernels { level, fp4 })),
         }
     }
 
-    /// `auto`, `reference`, `scalar`, `avx2`, `avx512`; a level this CPU lacks is an error.
+    /// `auto`, `reference`, `scalar`, `avx2`, `avx512`, each level optionally with `-int8` (the
+    /// faster, approximate FP4 path; `int8` alone is `auto-int8`). A level this CPU lacks is an
+    /// error.
     pub fn parse(s: &str) -> Result<CpuKernels, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(CpuKernels::detect()),
-            "reference" | "ref" => Ok(CpuKernels::Reference),
-            other => match Level::parse(other) {
-                Some(l) if l.is_supported() => Ok(CpuKernels::Fast(l)),
-                Some(l) => Err(format!("CPU kernels '{other}': this CPU lacks {l:?} (available: {:?})", Level::available())),
-                None => Err(format!("unknown CPU kernels '{s}' (expected auto, reference, scalar, avx2 or avx512)")),
-            },
+        let lower = s.to_ascii_lowercase();
+        if lower == "reference" || lower == "ref" {
+            return Ok(CpuKernels::Reference);
         }
+        let (name, fp4) = match lower.strip_suffix("-int8") {
+            Some(n) => (n, Fp4Math::Int8),
+            None if lower == "int8" => ("auto", Fp4Math::Int8),
+            None => (lower.as_str(), Fp4Math::Exact),
+        };
+        let level = match name {
+            "auto" => Level::detect(),
+            other => match Level::parse(other) {
+                Some(l) if l.is_supported() => l,
+                Some(l) => return Err(format!("CPU kernels '{s}': this CPU lacks {l:?} (available: {:?})", Level::available())),
+                None => return Err(format!("unknown CPU kernels '{s}' (expected auto, reference, scalar, avx2 or avx512, optionally with -int8)")),
+            },
+        };
+        Ok(CpuKernels::Fast { level, fp4 })
     }
 }
 
@@ -115,7 +126,8 @@ impl Backend for CpuBackend {
     fn name(&self) -> String {
         let k = match self.kernels {
             CpuKernels::Reference => "reference".to_string(),
-            CpuKernels::Fast(l) => format!("{l:?} kernels"),
+            CpuKernels::Fast { level, fp4: Fp4Math::Exact } => format!("{level:?} kernels"),
+            CpuKernels::Fast { level, fp4: Fp4Math::Int8 } => format!("{level:?} kernels, int8 FP4"),
         };
         format!("cpu ({k}, {} threads)", rayon::current_num_threads())
     }

@@ -1,5 +1,5 @@
 //! The kernels as the model's [`Compute`]: every linear of the reference model runs through
-//! [`fast_linear`](super::fast_linear) at a fixed level, the attention and the indexer's scores
+//! [`fast_linear_with`](super::fast_linear_with) at a fixed level, the attention and the indexer's scores
 //! through [`attention`](super::attention), and a group of independent products
 //! (a layer's expert matrices, the compressor's two projections) runs as one parallel phase:
 //! the rows of all of them are cut into one contiguous share per thread ([`pool::plan`]), so a
@@ -13,12 +13,13 @@ use dsv4_reference::ops::attention::KvRows;
 use dsv4_reference::ActQuant;
 use rayon::prelude::*;
 
-use super::{fast_linear, pool, Level};
+use super::{fast_linear_with, pool, Fp4Math, Level};
 
-/// The engine's CPU kernels at `level` (see `Level::detect`).
+/// The engine's CPU kernels at `level` (see `Level::detect`), FP4 arithmetic `fp4`.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
     pub level: Level,
+    pub fp4: Fp4Math,
 }
 
 /// Rows `1` of job `0` computed: `[m, 1.len()]`.
@@ -37,7 +38,7 @@ fn row_bytes(lin: &Linear) -> usize {
 
 impl Compute for Kernels {
     fn forward_rows(&self, lin: &Linear, x: &[f32], rows: Range<usize>, aq: ActQuant) -> Vec<f32> {
-        fast_linear(self.level, lin, x, rows, aq)
+        fast_linear_with(self.level, self.fp4, lin, x, rows, aq)
     }
 
     fn sparse_attn(&self, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
@@ -60,7 +61,7 @@ impl Compute for Kernels {
         let pieces: Vec<Vec<Piece>> = shares
             .into_par_iter()
             .map(|share| {
-                pool::serial(|| share.into_iter().map(|(j, r)| (j, r.clone(), fast_linear(self.level, jobs[j].0, jobs[j].1, r, aq))).collect())
+                pool::serial(|| share.into_iter().map(|(j, r)| (j, r.clone(), fast_linear_with(self.level, self.fp4, jobs[j].0, jobs[j].1, r, aq))).collect())
             })
             .collect();
         let mut out: Vec<Vec<f32>> = jobs.iter().map(|(l, x)| vec![0.0; x.len() / l.inp * l.out]).collect();

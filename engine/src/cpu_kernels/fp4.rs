@@ -19,18 +19,10 @@ use super::{pool, with_batch, Level, OutPtr, E2M1, E8M0, MAX_BATCH};
 
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
 pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
-    assert!(inp.is_multiple_of(32) && inp > 0, "FP4 input dim {inp} is not a multiple of 32");
-    assert!(w.len() >= out * inp / 2, "FP4 weight has {} bytes, needs {}", w.len(), out * inp / 2);
-    assert!(scale.len() >= out * inp / 32, "FP4 scale has {} bytes, needs {}", scale.len(), out * inp / 32);
-    assert!(rows.end <= out);
-    assert_eq!(x.len() % inp, 0);
-    let m = x.len() / inp;
+    check_shape(w, scale, out, inp, x, &rows);
     let n = rows.len();
-    let mut y = vec![0.0f32; m * n];
     let level = level.kernel();
-    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
-        let mb = xc.len() / inp;
-        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
+    by_batch_chunks(x, inp, n, |xc, mb, yp| {
         let row0 = rows.start;
         // batch 1-2: the shuffle-only decode (cheapest per weight); 3-8: the `vpermps` decode
         // with the scale folded into the weights (fewest ops per batch row)
@@ -44,6 +36,24 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
             Level::Avx2 | Level::Avx512 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
             _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
         });
+    })
+}
+
+/// The shape contract of [`gemv`] (shared with the int8 path).
+pub(crate) fn check_shape(w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: &Range<usize>) {
+    assert!(inp.is_multiple_of(32) && inp > 0, "FP4 input dim {inp} is not a multiple of 32");
+    assert!(w.len() >= out * inp / 2, "FP4 weight has {} bytes, needs {}", w.len(), out * inp / 2);
+    assert!(scale.len() >= out * inp / 32, "FP4 scale has {} bytes, needs {}", scale.len(), out * inp / 32);
+    assert!(rows.start <= rows.end && rows.end <= out, "rows {rows:?} out of 0..{out}");
+    assert_eq!(x.len() % inp, 0);
+}
+
+/// `y[m, n]` filled by `f(x_chunk, batch, y_chunk)` for each chunk of at most [`MAX_BATCH`] rows
+/// of `x` (`inp` wide); `y_chunk` points at the chunk's first output row.
+pub(crate) fn by_batch_chunks(x: &[f32], inp: usize, n: usize, mut f: impl FnMut(&[f32], usize, OutPtr)) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len() / inp * n];
+    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
+        f(xc, xc.len() / inp, OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr()));
     }
     y
 }
@@ -156,9 +166,8 @@ unsafe fn rows_avx2<const B: usize>(
     }
 }
 
-/// 2·e2m1 as int8 (exact integers in -12..=12), for `vpshufb`.
-#[cfg(target_arch = "x86_64")]
-const INT2X: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+/// 2·e2m1 as int8 (exact integers in -12..=12), for `vpshufb` (and the int8 path).
+pub(crate) const INT2X: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 /// Each 32-input block of each row of `x` as [even 16 | odd 16] (the order the shuffle kernel
 /// decodes the low and high nibbles in).

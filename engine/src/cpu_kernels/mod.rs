@@ -25,6 +25,7 @@ pub mod compute;
 pub mod dispatch;
 pub mod fp4;
 pub mod fp8;
+pub mod int8;
 pub mod pool;
 
 use std::ops::Range;
@@ -42,10 +43,26 @@ pub const MAX_BATCH: usize = 8;
 /// Software prefetch distance in bytes ahead of the weight pointer.
 pub(crate) const PREFETCH_BYTES: usize = 2048;
 
+/// How FP4 weights meet their activations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Fp4Math {
+    /// The model's arithmetic (f32 products of the exact weights): the default.
+    #[default]
+    Exact,
+    /// Activations re-quantised to int8 per 32 inputs, integer dot products ([`int8`]): about
+    /// 2x faster here, 3e-4 median relative error per dot (`engine/tests/cpu_kernels_int8.rs`).
+    Int8,
+}
+
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ` with the kernel for `lin`'s weight format at `level`,
 /// the activation quantised first exactly like `Linear::forward_rows`. Formats without a fast
 /// kernel here (F32, FP4 with `inp` not a multiple of 32) run the reference.
 pub fn fast_linear(level: Level, lin: &Linear, x: &[f32], rows: Range<usize>, aq: ActQuant) -> Vec<f32> {
+    fast_linear_with(level, Fp4Math::Exact, lin, x, rows, aq)
+}
+
+/// [`fast_linear`] with the FP4 arithmetic chosen.
+pub fn fast_linear_with(level: Level, fp4: Fp4Math, lin: &Linear, x: &[f32], rows: Range<usize>, aq: ActQuant) -> Vec<f32> {
     let k = lin.inp;
     assert_eq!(x.len() % k.max(1), 0, "input length {} is not a multiple of {k}", x.len());
     assert!(rows.start <= rows.end && rows.end <= lin.out, "rows {rows:?} out of 0..{}", lin.out);
@@ -57,7 +74,10 @@ pub fn fast_linear(level: Level, lin: &Linear, x: &[f32], rows: Range<usize>, aq
         x
     };
     match &lin.weight {
-        Weight::Fp4 { w, scale } if k.is_multiple_of(FP4_WEIGHT_BLOCK) => fp4::gemv(level, w, scale, lin.out, k, xs, rows),
+        Weight::Fp4 { w, scale } if k.is_multiple_of(FP4_WEIGHT_BLOCK) => match fp4 {
+            Fp4Math::Exact => fp4::gemv(level, w, scale, lin.out, k, xs, rows),
+            Fp4Math::Int8 => int8::fp4_gemv_int8(level, w, scale, lin.out, k, xs, rows),
+        },
         Weight::Fp8 { w, scale } => fp8::gemv(level, w, scale, lin.out, k, xs, rows),
         Weight::Bf16(w) => bf16::gemv(level, w, lin.out, k, xs, rows),
         _ => lin.forward_rows(x, rows, aq),
