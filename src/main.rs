@@ -32,6 +32,9 @@ enum Command {
     Serve(cli::serve::Args),
     /// The PTX emulator: run a kernel of any PTX file on the CPU; list instruction coverage.
     Emu(cli::emu::Args),
+    /// Benchmarks written to results/: `cpu` (GEMV kernels vs read bandwidth), `model` (tokens/s
+    /// and TTFT on a synthetic model with the real geometry).
+    Bench(cli::bench::Args),
 }
 
 fn main() {
@@ -46,6 +49,7 @@ fn main() {
         Command::Encode(args) => cli::encode::run(args),
         Command::Parse(args) => cli::parse::run(args),
         Command::Emu(args) => cli::emu::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

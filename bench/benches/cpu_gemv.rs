@@ -9,48 +9,27 @@
 //!    pool read bandwidth. A summary table (median of several sweeps) is printed first, then
 //!    criterion measures the same cases (`-- --quick` is enough).
 //!
+//! The "int8" FP4 cases run the fast, inexact `cpu_kernels::int8::fp4_gemv_int8` (activations
+//! quantised to int8 per 32 inputs) on the same weights; their reference column is the exact one.
+//!
 //! Environment: `CPU_GEMV_SWEEP_MB` (default 512) sets the swept bytes per case;
-//! `CPU_GEMV_SKIP_REF=1` skips the (slow) reference baseline.
+//! `CPU_GEMV_SKIP_REF=1` skips the (slow) reference baseline; `CPU_GEMV_ONLY=text` runs only the
+//! cases whose name contains `text`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use dsv4_bench::bandwidth::read_bandwidth_over;
+use dsv4_engine::cpu_kernels::int8::fp4_gemv_int8;
 use dsv4_engine::cpu_kernels::{fast_linear, Level};
 use dsv4_reference::checkpoint::Bytes;
 use dsv4_reference::linear::{Linear, Weight};
 use dsv4_reference::ActQuant;
-use rayon::prelude::*;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
-}
-
-/// GB/s of a read-only sum over `buf` split into `threads` contiguous parts.
-fn read_bandwidth(buf: &[u64], threads: usize) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let per = buf.len().div_ceil(threads);
-    let mut runs = Vec::new();
-    for _ in 0..9 {
-        let t = Instant::now();
-        let s: u64 = pool.install(|| {
-            buf.par_chunks(per)
-                .map(|c| {
-                    let mut a = [0u64; 8];
-                    for ch in c.chunks_exact(8) {
-                        for i in 0..8 {
-                            a[i] = a[i].wrapping_add(ch[i]);
-                        }
-                    }
-                    a.iter().fold(0u64, |x, y| x.wrapping_add(*y))
-                })
-                .reduce(|| 0, |a, b| a.wrapping_add(b))
-        });
-        black_box(s);
-        runs.push((buf.len() * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
-    }
-    median(runs)
 }
 
 struct Rng(u64);
@@ -84,6 +63,16 @@ struct Case {
     fmt: Fmt,
     out: usize,
     inp: usize,
+    /// FP4 only: run the int8 path instead of `fast_linear`.
+    int8: bool,
+}
+
+/// One kernel call of case `c` on `w`.
+fn run(c: &Case, level: Level, w: &Linear, x: &[f32], aq: ActQuant) -> Vec<f32> {
+    match &w.weight {
+        Weight::Fp4 { w: codes, scale } if c.int8 => fp4_gemv_int8(level, codes, scale, w.out, w.inp, x, 0..w.out),
+        _ => fast_linear(level, w, x, 0..w.out, aq),
+    }
 }
 
 fn build(c: &Case, seed: u64) -> Linear {
@@ -123,19 +112,22 @@ fn main() {
     let bwn;
     {
         let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64 * 0x9E37_79B9).collect(); // 1 GiB
-        bw1 = read_bandwidth(&buf, 1);
-        bwn = read_bandwidth(&buf, threads);
+        bw1 = read_bandwidth_over(&buf, 1, 9);
+        bwn = read_bandwidth_over(&buf, threads, 9);
     }
     println!("cpu_gemv: level {level:?} (available {:?}), {threads} pool threads", Level::available());
     println!("read-only sum over 1 GiB: 1 thread {bw1:.1} GB/s, {threads} threads {bwn:.1} GB/s (median of 9)");
 
     let cases = [
-        Case { name: "fp4 expert w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096 },
-        Case { name: "fp4 expert w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048 },
-        Case { name: "fp8 wq_b 1024->32768", fmt: Fmt::Fp8, out: 32768, inp: 1024 },
-        Case { name: "fp8 shared w1 4096->2048", fmt: Fmt::Fp8, out: 2048, inp: 4096 },
-        Case { name: "bf16 head slice 4096->8192", fmt: Fmt::Bf16, out: 8192, inp: 4096 },
+        Case { name: "fp4 expert w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096, int8: false },
+        Case { name: "fp4 expert w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048, int8: false },
+        Case { name: "fp4 int8 w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096, int8: true },
+        Case { name: "fp4 int8 w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048, int8: true },
+        Case { name: "fp8 wq_b 1024->32768", fmt: Fmt::Fp8, out: 32768, inp: 1024, int8: false },
+        Case { name: "fp8 shared w1 4096->2048", fmt: Fmt::Fp8, out: 2048, inp: 4096, int8: false },
+        Case { name: "bf16 head slice 4096->8192", fmt: Fmt::Bf16, out: 8192, inp: 4096, int8: false },
     ];
+    let only = std::env::var("CPU_GEMV_ONLY").unwrap_or_default();
 
     let mut crit = Criterion::default()
         .configure_from_args()
@@ -145,6 +137,9 @@ fn main() {
 
     println!("{:<30} {:>5} {:>9} {:>10} {:>8} {:>10} {:>10} {:>7}", "shape", "batch", "MB", "kernel ms", "GB/s", "% of bw", "ref GB/s", "speedup");
     for (ci, c) in cases.iter().enumerate() {
+        if !c.name.contains(only.as_str()) {
+            continue;
+        }
         let one = build(c, ci as u64 * 1000 + 1);
         let bytes = stored_bytes(&one);
         let copies = (sweep_mb * 1_000_000).div_ceil(bytes).max(2);
@@ -156,7 +151,7 @@ fn main() {
             for _ in 0..5 {
                 let t = Instant::now();
                 for w in &ws {
-                    black_box(fast_linear(level, w, black_box(&x), 0..c.out, aq));
+                    black_box(run(c, level, w, black_box(&x), aq));
                 }
                 runs.push(t.elapsed().as_secs_f64() / ws.len() as f64);
             }
@@ -185,7 +180,7 @@ fn main() {
             g.bench_function(format!("{level:?}"), |bch| {
                 bch.iter(|| {
                     i = (i + 1) % ws.len();
-                    fast_linear(level, &ws[i], &x, 0..c.out, aq)
+                    run(c, level, &ws[i], &x, aq)
                 })
             });
             if !skip_ref {

@@ -1,3 +1,5 @@
+pub mod bench;
+pub mod bench_model;
 pub mod chat;
 pub mod compare;
 pub mod emu;

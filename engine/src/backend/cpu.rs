@@ -54,6 +54,21 @@ impl CpuKernels {
         }
     }
 
+    /// The spelling [`CpuKernels::parse`] reads back: `reference`, `avx512`, `avx2-int8`, ...
+    pub fn name(self) -> String {
+        match self {
+            CpuKernels::Reference => "reference".into(),
+            CpuKernels::Fast { level, fp4 } => {
+                let l = format!("{level:?}").to_ascii_lowercase();
+                if fp4 == Fp4Math::Int8 {
+                    l + "-int8"
+                } else {
+                    l
+                }
+            }
+        }
+    }
+
     /// `auto`, `reference`, `scalar`, `avx2`, `avx512`, each level optionally with `-int8` (the
     /// faster, approximate FP4 path; `int8` alone is `auto-int8`). A level this CPU lacks is an
     /// error.

@@ -2,6 +2,7 @@
 //!
 //! AVX2: 16 weights (32 bytes) per step; `and 0xFFFF0000` gives the odd elements as f32 and
 //! `<< 16` the even ones, so `x` is pre-arranged once per call into [even 8 | odd 8] groups.
+//! AVX-512: the same on 32 weights (64 bytes) per step, `x` in [even 16 | odd 16] groups.
 
 use std::ops::Range;
 
@@ -23,8 +24,16 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
         let row0 = rows.start;
         match level {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 | Level::Avx512 => {
-                let xs = deinterleave(xc, inp);
+            Level::Avx512 => {
+                let xs = deinterleave(xc, inp, 32);
+                let xs = &xs[..];
+                pool::split_rows(rows.clone(), 1, inp * 2, |r| unsafe {
+                    with_batch!(mb, rows_avx512(w, inp, xs, r, yp, n, row0))
+                });
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                let xs = deinterleave(xc, inp, 16);
                 let xs = &xs[..];
                 pool::split_rows(rows.clone(), 1, inp * 2, |r| unsafe {
                     with_batch!(mb, rows_avx2(w, inp, xs, r, yp, n, row0))
@@ -36,14 +45,14 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
     y
 }
 
-/// Each full group of 16 inputs as [x0 x2 .. x14 | x1 x3 .. x15]; the tail as is.
-fn deinterleave(x: &[f32], k: usize) -> Vec<f32> {
+/// Each full group of `n` inputs (`n` even) as [x0 x2 .. | x1 x3 ..]; the tail as is.
+fn deinterleave(x: &[f32], k: usize, n: usize) -> Vec<f32> {
     let mut o = x.to_vec();
     for (row, orow) in x.chunks(k).zip(o.chunks_mut(k)) {
-        for (g, og) in row.chunks_exact(16).zip(orow.chunks_exact_mut(16)) {
-            for j in 0..8 {
+        for (g, og) in row.chunks_exact(n).zip(orow.chunks_exact_mut(n)) {
+            for j in 0..n / 2 {
                 og[j] = g[2 * j];
-                og[8 + j] = g[2 * j + 1];
+                og[n / 2 + j] = g[2 * j + 1];
             }
         }
     }
@@ -108,6 +117,43 @@ unsafe fn rows_avx2<const B: usize>(w: &[u8], k: usize, x: &[f32], r: Range<usiz
         }
         for b in 0..B {
             let mut s = super::hsum256(_mm256_add_ps(a0[b], a1[b]));
+            for j in full..k {
+                s += x[b * k + j] * bf16_at(wr, j);
+            }
+            unsafe { y.write(b * ldy + n - row0, s) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn rows_avx512<const B: usize>(w: &[u8], k: usize, x: &[f32], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
+    use std::arch::x86_64::*;
+    let hi_mask = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+    let full = k / 32 * 32;
+    let xp = x.as_ptr();
+    for n in r {
+        let wr = &w[n * k * 2..(n + 1) * k * 2];
+        let wp = wr.as_ptr();
+        let mut a0 = [_mm512_setzero_ps(); B];
+        let mut a1 = [_mm512_setzero_ps(); B];
+        let mut i = 0;
+        while i < full {
+            let gp = unsafe { wp.add(2 * i) };
+            _mm_prefetch::<_MM_HINT_T0>(gp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            let v = unsafe { _mm512_loadu_si512(gp as *const __m512i) };
+            let odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+            let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+            for b in 0..B {
+                let xe = unsafe { _mm512_loadu_ps(xp.add(b * k + i)) };
+                let xo = unsafe { _mm512_loadu_ps(xp.add(b * k + i + 16)) };
+                a0[b] = _mm512_fmadd_ps(xe, even, a0[b]);
+                a1[b] = _mm512_fmadd_ps(xo, odd, a1[b]);
+            }
+            i += 32;
+        }
+        for b in 0..B {
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(a0[b], a1[b]));
             for j in full..k {
                 s += x[b * k + j] * bf16_at(wr, j);
             }

@@ -10,8 +10,8 @@ pub enum Level {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// x86-64 AVX-512 F/BW (+VNNI when present). Runs the AVX2 kernels for now (no AVX-512
-    /// specific kernel yet; see the module docs).
+    /// x86-64 AVX-512 F/BW/VL (on top of AVX2): FP4, FP8 and BF16 GEMV kernels of their own
+    /// (16-lane decode); attention and the int8 path run their AVX2 code.
     Avx512,
 }
 
@@ -45,6 +45,7 @@ impl Level {
                 Level::Avx2.is_supported()
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -68,13 +69,10 @@ impl Level {
         [Level::Scalar, Level::Avx2, Level::Avx512].into_iter().filter(|l| l.is_supported()).collect()
     }
 
-    /// The level whose kernels actually run: unsupported levels panic, AVX-512 uses AVX2 code.
+    /// The level whose kernels run: `self`, checked (an unsupported level panics).
     pub(crate) fn kernel(self) -> Level {
         assert!(self.is_supported(), "CPU level {self:?} is not supported on this machine");
-        match self {
-            Level::Avx512 => Level::Avx2,
-            l => l,
-        }
+        self
     }
 
     /// Parses `scalar`, `avx2`, `avx512` (for env overrides and command lines).

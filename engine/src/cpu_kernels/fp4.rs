@@ -12,6 +12,11 @@
 //! FMA per batch row; used for batches of 3..=8. Batches of 1-2 use `rows_shuf` (shuffles only,
 //! see there), about 1.4x faster per weight on the AVX2 dev box (AMD EPYC), where `vpermps` and
 //! `vcvtph2ps` (an F16C variant was tried and dropped) are the bottleneck.
+//!
+//! AVX-512: a 16-entry `vpermps` is the whole e2m1 table (sign included), so per 32-input block:
+//! zero-extend the 16 code bytes to dwords, scale the table by the block's e8m0 (exact), look up
+//! the low nibbles (even inputs) and, after a 4-bit shift, the high ones (odd inputs): 5 ops,
+//! then 2 FMAs per batch row against `x` split even/odd.
 
 use std::ops::Range;
 
@@ -26,14 +31,17 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
         let row0 = rows.start;
         // batch 1-2: the shuffle-only decode (cheapest per weight); 3-8: the `vpermps` decode
         // with the scale folded into the weights (fewest ops per batch row)
-        let shuf = level != Level::Scalar && mb <= 2;
-        let xs = if shuf { split_even_odd(xc) } else { Vec::new() };
+        // AVX-512: one kernel for every batch, on the even/odd split of x
+        let shuf = level == Level::Avx2 && mb <= 2;
+        let xs = if shuf || level == Level::Avx512 { split_even_odd(xc) } else { Vec::new() };
         let xs = &xs[..];
         pool::split_rows(rows.clone(), 1, inp / 2, |r| match level {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 | Level::Avx512 if shuf => unsafe { with_batch!(mb, rows_shuf(w, scale, inp, xs, r, yp, n, row0)) },
+            Level::Avx512 => unsafe { with_batch!(mb, rows_avx512(w, scale, inp, xs, r, yp, n, row0)) },
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 | Level::Avx512 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
+            Level::Avx2 if shuf => unsafe { with_batch!(mb, rows_shuf(w, scale, inp, xs, r, yp, n, row0)) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
             _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
         });
     })
@@ -250,6 +258,86 @@ unsafe fn rows_shuf<const B: usize>(
         }
         for b in 0..B {
             unsafe { y.write(b * ldy + n - row0, super::hsum256(acc[b])) };
+        }
+    }
+}
+
+/// AVX-512 kernel, every batch size: `x` from [`split_even_odd`]. Two accumulators per batch row
+/// (even / odd inputs); batch 1 alternates two pairs by block so the FMA chains stay short.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_avx512<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[f32],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(r.end * k / 2 <= w.len() && r.end * (k / 32) <= scale.len() && x.len() >= B * k);
+    let e8m0 = &*E8M0;
+    let table = unsafe { _mm512_loadu_ps(E2M1.as_ptr()) };
+    let kb = k / 32;
+    let rb = k / 2;
+    let xp = x.as_ptr();
+    // one block: scaled table, decode, 2 FMAs per batch row into `acc[b][0..2]` (same target
+    // features as the caller, so it inlines)
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    #[inline]
+    unsafe fn block<const B: usize>(
+        bp: *const u8,
+        s: f32,
+        table: __m512,
+        xp: *const f32,
+        k: usize,
+        col: usize,
+        acc: &mut [[__m512; 2]; B],
+    ) {
+        let ts = _mm512_mul_ps(table, _mm512_set1_ps(s));
+        let v = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bp as *const __m128i) });
+        let wl = _mm512_permutexvar_ps(v, ts);
+        let wh = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(v), ts);
+        for b in 0..B {
+            let xb = unsafe { xp.add(b * k + col) };
+            acc[b][0] = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(xb) }, wl, acc[b][0]);
+            acc[b][1] = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(xb.add(16)) }, wh, acc[b][1]);
+        }
+    }
+    for n in r {
+        let wp = unsafe { w.as_ptr().add(n * rb) };
+        let sp = unsafe { scale.as_ptr().add(n * kb) };
+        let mut acc = [[_mm512_setzero_ps(); 2]; B];
+        let mut acc1 = [[_mm512_setzero_ps(); 2]; 1]; // batch 1's second pair
+        let mut blk = 0;
+        while blk + 2 <= kb {
+            let bp = unsafe { wp.add(blk * 16) };
+            if blk % 4 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            }
+            let s0 = unsafe { *e8m0.get_unchecked(*sp.add(blk) as usize) };
+            let s1 = unsafe { *e8m0.get_unchecked(*sp.add(blk + 1) as usize) };
+            unsafe { block::<B>(bp, s0, table, xp, k, blk * 32, &mut acc) };
+            if B == 1 {
+                unsafe { block::<1>(bp.add(16), s1, table, xp, k, blk * 32 + 32, &mut acc1) };
+            } else {
+                unsafe { block::<B>(bp.add(16), s1, table, xp, k, blk * 32 + 32, &mut acc) };
+            }
+            blk += 2;
+        }
+        if blk < kb {
+            let s0 = unsafe { *e8m0.get_unchecked(*sp.add(blk) as usize) };
+            unsafe { block::<B>(wp.add(blk * 16), s0, table, xp, k, blk * 32, &mut acc) };
+        }
+        for b in 0..B {
+            let mut t = _mm512_add_ps(acc[b][0], acc[b][1]);
+            if B == 1 {
+                t = _mm512_add_ps(t, _mm512_add_ps(acc1[0][0], acc1[0][1]));
+            }
+            unsafe { y.write(b * ldy + n - row0, _mm512_reduce_add_ps(t)) };
         }
     }
 }

@@ -19,6 +19,7 @@
 // Kernels index several same-length arrays by batch row and take the same 8 arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
+pub mod act_quant;
 pub mod attention;
 pub mod bf16;
 pub mod compute;
@@ -32,7 +33,7 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use dsv4_reference::linear::{Linear, Weight, ACT_BLOCK, FP4_WEIGHT_BLOCK};
-use dsv4_reference::quant::{act_quant_fp8_dequant, ActQuant};
+use dsv4_reference::quant::ActQuant;
 
 pub use compute::Kernels;
 pub use dispatch::Level;
@@ -85,9 +86,10 @@ pub fn fast_linear_with(level: Level, fp4: Fp4Math, lin: &Linear, x: &[f32], row
 }
 
 /// The activations as `Linear::forward_rows` feeds them to its GEMM: FP8 per 128 values with
-/// power-of-two scales, multiplied back (`q · s`, exact).
+/// power-of-two scales, multiplied back (`q · s`, exact; [`act_quant`], bit-identical to the
+/// reference's `act_quant_fp8_dequant`).
 pub fn quantize_activations(x: &[f32], k: usize) -> Vec<f32> {
-    act_quant_fp8_dequant(x, k, ACT_BLOCK)
+    act_quant::act_quant_fp8_dequant_fast(x, k, ACT_BLOCK)
 }
 
 /// e8m0 byte -> f32 (2^(b-127); 0xFF is NaN), as `formats::e8m0_to_f32`.
