@@ -181,9 +181,10 @@ proptest! {
 
 #[test]
 fn real_shapes_and_big_batches() {
-    // w2-like and wq_b-like at reduced out, batch 11 (one chunk of 8 and one of 3), both aq modes.
+    // w2-like and wq_b-like at reduced out, batch 11 (one chunk of 8 and one of 3) and 32 (four
+    // chunks over each row tile), both aq modes.
     for (fmt, out, inp) in [(Fmt::Fp4, 257, 2048), (Fmt::Fp8, 300, 1024), (Fmt::Bf16, 129, 4096), (Fmt::Fp4, 64, 4096)] {
-        for m in [1, 8, 11] {
+        for m in [1, 8, 11, 32] {
             let lin = random_linear(fmt, out, inp, 7 + m as u64);
             let x = random_x(m, inp, 3 + out as u64);
             for aq in [ActQuant::On, ActQuant::Off] {
@@ -224,5 +225,29 @@ fn fp8_huge_scales_take_the_exact_path() {
         }
         let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v * 1e-30).collect();
         check(&lin, &x, 0..out, ActQuant::Off).unwrap();
+    }
+}
+
+#[test]
+fn fp4_extreme_scales_take_the_unfolded_path() {
+    // e8m0 codes outside 2..=252 cannot be folded into the bf16 table (the scaled values would
+    // leave bf16's normal range): the BF16 kernel scales those blocks' partial sums instead.
+    // Mixed with ordinary codes, in both positions of a block pair, odd block counts included.
+    // Only the low side (codes 0, 1): above 252 the reference's dequantised weights overflow to
+    // inf for e2m1 magnitudes >= 4, a case no checkpoint has.
+    for inp in [64usize, 96, 256] {
+        for codes in [[0u8, 127], [1, 252], [127, 1], [2, 0], [252, 127]] {
+            let mut lin = random_linear(Fmt::Fp4, 37, inp, inp as u64 + codes[0] as u64);
+            if let Weight::Fp4 { w, scale } = &lin.weight {
+                let s: Vec<u8> = (0..scale.len()).map(|i| codes[(i / 3) % 2]).collect();
+                lin.weight = Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) };
+            }
+            for m in [1, 3, 9] {
+                // magnitudes that keep the products finite at 2^127 and normal at 2^-127
+                let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v.clamp(-8.0, 8.0)).collect();
+                check(&lin, &x, 0..37, ActQuant::On).unwrap();
+                check(&lin, &x, 3..30, ActQuant::Off).unwrap();
+            }
+        }
     }
 }

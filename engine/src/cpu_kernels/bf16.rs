@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::{pool, with_batch, Level, OutPtr, MAX_BATCH};
+use super::{batched, with_batch, Level, OutPtr};
 
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
 pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
@@ -14,35 +14,25 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
     assert!(rows.end <= out);
     assert!(inp > 0);
     assert_eq!(x.len() % inp, 0);
-    let m = x.len() / inp;
-    let n = rows.len();
-    let mut y = vec![0.0f32; m * n];
     let level = level.kernel();
-    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
-        let mb = xc.len() / inp;
-        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
-        let row0 = rows.start;
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => {
-                let xs = deinterleave(xc, inp, 32);
-                let xs = &xs[..];
-                pool::split_rows(rows.clone(), 1, inp * 2, |r| unsafe {
-                    with_batch!(mb, rows_avx512(w, inp, xs, r, yp, n, row0))
-                });
-            }
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => {
-                let xs = deinterleave(xc, inp, 16);
-                let xs = &xs[..];
-                pool::split_rows(rows.clone(), 1, inp * 2, |r| unsafe {
-                    with_batch!(mb, rows_avx2(w, inp, xs, r, yp, n, row0))
-                });
-            }
-            _ => pool::split_rows(rows.clone(), 1, inp * 2, |r| with_batch!(mb, rows_scalar(w, inp, xc, r, yp, n, row0))),
+    let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => {
+            let xs = deinterleave(x, inp, 32);
+            batched(m, rows, inp * 2, |b, r, yp| unsafe {
+                with_batch!(b.len(), rows_avx512(w, inp, &xs[b.start * inp..b.end * inp], r, yp, n, row0))
+            })
         }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            let xs = deinterleave(x, inp, 16);
+            batched(m, rows, inp * 2, |b, r, yp| unsafe {
+                with_batch!(b.len(), rows_avx2(w, inp, &xs[b.start * inp..b.end * inp], r, yp, n, row0))
+            })
+        }
+        _ => batched(m, rows, inp * 2, |b, r, yp| with_batch!(b.len(), rows_scalar(w, inp, &x[b.start * inp..b.end * inp], r, yp, n, row0))),
     }
-    y
 }
 
 /// Each full group of `n` inputs (`n` even) as [x0 x2 .. | x1 x3 ..]; the tail as is.

@@ -64,6 +64,18 @@ impl Level {
         }
     }
 
+    /// Whether AVX-512 BF16 (`vdpbf16ps`) is present: the FP4 kernel's dot-product path.
+    pub fn has_avx512_bf16() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Level::Avx512.is_supported() && is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Every level this CPU supports, most portable first.
     pub fn available() -> Vec<Level> {
         [Level::Scalar, Level::Avx2, Level::Avx512].into_iter().filter(|l| l.is_supported()).collect()

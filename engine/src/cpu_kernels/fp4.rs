@@ -17,34 +17,65 @@
 //! zero-extend the 16 code bytes to dwords, scale the table by the block's e8m0 (exact), look up
 //! the low nibbles (even inputs) and, after a 4-bit shift, the high ones (odd inputs): 5 ops,
 //! then 2 FMAs per batch row against `x` split even/odd.
+//!
+//! AVX-512 BF16, when `x` is exactly bf16 (true after the FP8 activation quantisation: e4m3
+//! values times a power of two) and free of bf16 subnormals: e2m1 values times a power of two are
+//! exact bf16 too, so `vdpbf16ps` (exact products, f32 accumulation) does 32 multiply-adds per
+//! instruction. Two blocks (64 weights, 32 code bytes) at a time: `vpmovzxbw` puts byte j in
+//! word j; the low nibbles (even weights) and, after a 4-bit shift, the high ones (odd weights)
+//! index a 32-entry `vpermw` table of bf16 `e2m1` whose two halves are scaled by the two blocks'
+//! e8m0 (an exponent added to the non-zero entries: exact while the results stay normal, codes
+//! 2..=252; other codes scale the partial sums instead), bit 4 of the index picking the half.
+//! That is 8 ops per 64 weights, then 2 `vdpbf16ps` per batch row against `x` split even/odd
+//! per 64 inputs. `vdpbf16ps` flushes subnormal products and sums to zero: an error below
+//! 2^-126 per product.
 
 use std::ops::Range;
 
-use super::{pool, with_batch, Level, OutPtr, E2M1, E8M0, MAX_BATCH};
+use super::{batched, with_batch, Level, OutPtr, E2M1, E8M0};
 
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
 pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
     check_shape(w, scale, out, inp, x, &rows);
-    let n = rows.len();
     let level = level.kernel();
-    by_batch_chunks(x, inp, n, |xc, mb, yp| {
-        let row0 = rows.start;
-        // batch 1-2: the shuffle-only decode (cheapest per weight); 3-8: the `vpermps` decode
-        // with the scale folded into the weights (fewest ops per batch row)
+    let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
+    // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): bf16 dot products
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 && Level::has_avx512_bf16() {
+        if let Some(xb) = bf16_split64(x, inp) {
+            return batched(m, rows, inp / 2, |b, r, yp| unsafe {
+                let xc = &xb[b.start * inp..b.end * inp];
+                with_batch!(b.len(), rows_avx512_bf16(w, scale, inp, xc, r, yp, n, row0))
+            });
+        }
+    }
+    match level {
         // AVX-512: one kernel for every batch, on the even/odd split of x
-        let shuf = level == Level::Avx2 && mb <= 2;
-        let xs = if shuf || level == Level::Avx512 { split_even_odd(xc) } else { Vec::new() };
-        let xs = &xs[..];
-        pool::split_rows(rows.clone(), 1, inp / 2, |r| match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { with_batch!(mb, rows_avx512(w, scale, inp, xs, r, yp, n, row0)) },
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 if shuf => unsafe { with_batch!(mb, rows_shuf(w, scale, inp, xs, r, yp, n, row0)) },
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
-            _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
-        });
-    })
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => {
+            let xs = split_even_odd(x);
+            batched(m, rows, inp / 2, |b, r, yp| unsafe {
+                with_batch!(b.len(), rows_avx512(w, scale, inp, &xs[b.start * inp..b.end * inp], r, yp, n, row0))
+            })
+        }
+        // AVX2 batch 1-2: the shuffle-only decode (cheapest per weight) on the even/odd split;
+        // 3-8: the `vpermps` decode with the scale folded into the weights (fewest ops per row)
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            let xs = split_even_odd(x);
+            batched(m, rows, inp / 2, |b, r, yp| unsafe {
+                let (xs, xc) = (&xs[b.start * inp..b.end * inp], &x[b.start * inp..b.end * inp]);
+                if b.len() <= 2 {
+                    with_batch!(b.len(), rows_shuf(w, scale, inp, xs, r, yp, n, row0))
+                } else {
+                    with_batch!(b.len(), rows_avx2(w, scale, inp, xc, r, yp, n, row0))
+                }
+            })
+        }
+        _ => batched(m, rows, inp / 2, |b, r, yp| {
+            with_batch!(b.len(), rows_scalar(w, scale, inp, &x[b.start * inp..b.end * inp], r, yp, n, row0))
+        }),
+    }
 }
 
 /// The shape contract of [`gemv`] (shared with the int8 path).
@@ -54,16 +85,6 @@ pub(crate) fn check_shape(w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     assert!(scale.len() >= out * inp / 32, "FP4 scale has {} bytes, needs {}", scale.len(), out * inp / 32);
     assert!(rows.start <= rows.end && rows.end <= out, "rows {rows:?} out of 0..{out}");
     assert_eq!(x.len() % inp, 0);
-}
-
-/// `y[m, n]` filled by `f(x_chunk, batch, y_chunk)` for each chunk of at most [`MAX_BATCH`] rows
-/// of `x` (`inp` wide); `y_chunk` points at the chunk's first output row.
-pub(crate) fn by_batch_chunks(x: &[f32], inp: usize, n: usize, mut f: impl FnMut(&[f32], usize, OutPtr)) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len() / inp * n];
-    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
-        f(xc, xc.len() / inp, OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr()));
-    }
-    y
 }
 
 /// Portable kernel: rows `r`, output `y[b * ldy + (row - row0)]`.
@@ -338,6 +359,149 @@ unsafe fn rows_avx512<const B: usize>(
                 t = _mm512_add_ps(t, _mm512_add_ps(acc1[0][0], acc1[0][1]));
             }
             unsafe { y.write(b * ldy + n - row0, _mm512_reduce_add_ps(t)) };
+        }
+    }
+}
+
+/// `x` (rows of `k`) as bf16 words, each full 64-input group as [even 32 | odd 32] and a trailing
+/// 32 in natural order, when every value is exactly a bf16 that is zero or normal (no subnormal,
+/// infinity or NaN); else None.
+#[cfg(target_arch = "x86_64")]
+fn bf16_split64(x: &[f32], k: usize) -> Option<Vec<u16>> {
+    let mut out = vec![0u16; x.len()];
+    for (row, orow) in x.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
+        for (g, og) in row.chunks(64).zip(orow.chunks_mut(64)) {
+            for (i, v) in g.iter().enumerate() {
+                let b = v.to_bits();
+                let e = b & 0x7F80_0000;
+                if b & 0xFFFF != 0 || e == 0x7F80_0000 || (e == 0 && b & 0x7FFF_FFFF != 0) {
+                    return None;
+                }
+                let j = if g.len() == 64 { i / 2 + (i % 2) * 32 } else { i };
+                og[j] = (b >> 16) as u16;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// bf16 bits of e2m1 code `i & 15`, for `vpermw` (32 entries: the table twice).
+#[cfg(target_arch = "x86_64")]
+fn bf16_e2m1_table() -> [i16; 32] {
+    std::array::from_fn(|i| (E2M1[i & 15].to_bits() >> 16) as i16)
+}
+
+/// The `vpermw` table entries that are ±0 (never scaled).
+#[cfg(target_arch = "x86_64")]
+const ZERO_ENTRIES: u32 = 1 | 1 << 8 | 1 << 16 | 1 << 24;
+
+/// `(e - 127) << 7` for e8m0 code `e`: the bf16 exponent shift of a scale (used for codes 2..=252).
+#[cfg(target_arch = "x86_64")]
+static BF16_SHIFT: std::sync::LazyLock<[i16; 256]> = std::sync::LazyLock::new(|| std::array::from_fn(|e| ((e as i16) - 127).wrapping_shl(7)));
+
+/// AVX-512 BF16 kernel (see the module docs): `x` from [`bf16_split64`]. Two accumulators per
+/// batch row, alternating by pair of blocks (the dot's latency).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_avx512_bf16<const B: usize>(
+    w: &[u8],
+    scale: &[u8],
+    k: usize,
+    x: &[u16],
+    r: Range<usize>,
+    y: OutPtr,
+    ldy: usize,
+    row0: usize,
+) {
+    use std::arch::x86_64::*;
+    // blocks with codes `c` at `bp` (32 code bytes) against the x group at `col`, into `acc[b]`
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    #[inline]
+    unsafe fn pair<const B: usize>(
+        bp: *const u8,
+        c: [u8; 2],
+        sh: &[i16; 256],
+        e8m0: &[f32; 256],
+        table: __m512i,
+        xp: *const u16,
+        k: usize,
+        col: usize,
+        acc: &mut [__m512; B],
+    ) {
+        let m0f = _mm512_set1_epi16(0x0F);
+        let half = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF_0000, 0x10); // bit 4 in words 16..31
+        let v = _mm512_cvtepu8_epi16(unsafe { _mm256_loadu_si256(bp as *const __m256i) });
+        let il = _mm512_ternarylogic_epi32::<0xEA>(v, m0f, half); // (v & 15) | half
+        let ih = _mm512_or_si512(_mm512_srli_epi16::<4>(v), half);
+        let scaled = (2..=252).contains(&c[0]) && (2..=252).contains(&c[1]);
+        let t = if scaled {
+            let s = _mm512_mask_set1_epi16(_mm512_set1_epi16(sh[c[0] as usize]), 0xFFFF_0000, sh[c[1] as usize]);
+            _mm512_mask_add_epi16(table, !ZERO_ENTRIES, table, s)
+        } else {
+            table
+        };
+        let wl: __m512bh = std::mem::transmute(_mm512_permutexvar_epi16(il, t));
+        let wh: __m512bh = std::mem::transmute(_mm512_permutexvar_epi16(ih, t));
+        if scaled {
+            for b in 0..B {
+                let xb = unsafe { xp.add(b * k + col) };
+                let xl: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
+                let xh: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
+                acc[b] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[b], wl, xl), wh, xh);
+            }
+        } else {
+            // lanes 0-7 hold block c[0]'s products, 8-15 block c[1]'s
+            let sv = _mm512_mask_mov_ps(_mm512_set1_ps(e8m0[c[0] as usize]), 0xFF00, _mm512_set1_ps(e8m0[c[1] as usize]));
+            for b in 0..B {
+                let xb = unsafe { xp.add(b * k + col) };
+                let xl: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
+                let xh: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
+                let p = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), wl, xl), wh, xh);
+                acc[b] = _mm512_fmadd_ps(p, sv, acc[b]);
+            }
+        }
+    }
+    debug_assert!(r.end * k / 2 <= w.len() && r.end * (k / 32) <= scale.len() && x.len() >= B * k);
+    let (sh, e8m0) = (&*BF16_SHIFT, &*E8M0);
+    let t = bf16_e2m1_table();
+    let table = unsafe { _mm512_loadu_si512(t.as_ptr() as *const __m512i) };
+    let kb = k / 32;
+    let rb = k / 2;
+    let xp = x.as_ptr();
+    for n in r {
+        let wp = unsafe { w.as_ptr().add(n * rb) };
+        let sp = unsafe { scale.as_ptr().add(n * kb) };
+        let mut a = [[_mm512_setzero_ps(); B]; 2];
+        let mut blk = 0;
+        while blk + 4 <= kb {
+            let bp = unsafe { wp.add(blk * 16) };
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
+            let c = unsafe { [*sp.add(blk), *sp.add(blk + 1), *sp.add(blk + 2), *sp.add(blk + 3)] };
+            unsafe { pair::<B>(bp, [c[0], c[1]], sh, e8m0, table, xp, k, blk * 32, &mut a[0]) };
+            unsafe { pair::<B>(bp.add(32), [c[2], c[3]], sh, e8m0, table, xp, k, blk * 32 + 64, &mut a[1]) };
+            blk += 4;
+        }
+        if blk + 2 <= kb {
+            unsafe { pair::<B>(wp.add(blk * 16), [*sp.add(blk), *sp.add(blk + 1)], sh, e8m0, table, xp, k, blk * 32, &mut a[0]) };
+            blk += 2;
+        }
+        let mut tail = [0.0f32; B];
+        if blk < kb {
+            // an odd last block, x in natural order: scalar (one block per row)
+            let s = e8m0[unsafe { *sp.add(blk) } as usize];
+            for b in 0..B {
+                let xv = |i: usize| f32::from_bits((unsafe { *xp.add(b * k + blk * 32 + i) } as u32) << 16);
+                let mut p = 0.0f32;
+                for j in 0..16 {
+                    let byte = unsafe { *wp.add(blk * 16 + j) };
+                    p += xv(2 * j) * E2M1[(byte & 15) as usize] + xv(2 * j + 1) * E2M1[(byte >> 4) as usize];
+                }
+                tail[b] = p * s;
+            }
+        }
+        for b in 0..B {
+            unsafe { y.write(b * ldy + n - row0, _mm512_reduce_add_ps(_mm512_add_ps(a[0][b], a[1][b])) + tail[b]) };
         }
     }
 }

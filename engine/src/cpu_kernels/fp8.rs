@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use super::{pool, with_batch, Level, OutPtr, E4M3, E8M0, MAX_BATCH};
+use super::{batched, with_batch, Level, OutPtr, E4M3, E8M0};
 
 const BLOCK: usize = 128;
 
@@ -27,23 +27,18 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     assert!(scale.len() >= need, "FP8 scale has {} bytes, needs {need}", scale.len());
     assert!(rows.end <= out);
     assert_eq!(x.len() % inp, 0);
-    let m = x.len() / inp;
-    let n = rows.len();
-    let mut y = vec![0.0f32; m * n];
     let level = level.kernel();
-    for (c, xc) in x.chunks(MAX_BATCH * inp).enumerate() {
-        let mb = xc.len() / inp;
-        let yp = OutPtr(y[c * MAX_BATCH * n..].as_mut_ptr());
-        let row0 = rows.start;
-        pool::split_rows(rows.clone(), 1, inp, |r| match level {
+    let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
+    batched(m, rows, inp, |b, r, yp| {
+        let xc = &x[b.start * inp..b.end * inp];
+        match level {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { with_batch!(mb, rows_avx512(w, scale, inp, xc, r, yp, n, row0)) },
+            Level::Avx512 => unsafe { with_batch!(b.len(), rows_avx512(w, scale, inp, xc, r, yp, n, row0)) },
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
-            _ => with_batch!(mb, rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
-        });
-    }
-    y
+            Level::Avx2 => unsafe { with_batch!(b.len(), rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
+            _ => with_batch!(b.len(), rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

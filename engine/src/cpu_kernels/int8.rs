@@ -18,8 +18,8 @@
 
 use std::ops::Range;
 
-use super::fp4::{by_batch_chunks, check_shape, INT2X};
-use super::{pool, with_batch, Level, OutPtr, E8M0};
+use super::fp4::{check_shape, INT2X};
+use super::{batched, with_batch, Level, OutPtr, E8M0, MAX_BATCH};
 
 /// Inputs per activation scale (equal to the FP4 weight block).
 const QBLOCK: usize = 32;
@@ -29,19 +29,19 @@ const QBLOCK: usize = 32;
 /// e8m0 scale (0xFF) makes the output NaN; infinities in `x` also give NaN.
 pub fn fp4_gemv_int8(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
     check_shape(w, scale, out, inp, x, &rows);
-    let n = rows.len();
     let level = level.kernel();
-    by_batch_chunks(x, inp, n, |xc, mb, yp| {
-        let q = QuantX::new(xc, inp);
-        let q = &q;
-        let row0 = rows.start;
-        pool::split_rows(rows.clone(), 1, inp / 2, |r| match level {
+    let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
+    // one quantised layout per batch chunk (`QuantX` interleaves the chunk's rows)
+    let qs: Vec<QuantX> = x.chunks(MAX_BATCH * inp).map(|xc| QuantX::new(xc, inp)).collect();
+    batched(m, rows, inp / 2, |b, r, yp| {
+        let q = &qs[b.start / MAX_BATCH];
+        match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `kernel()` checked AVX2/FMA; `check_shape` bounds every row of `r`, and
-            // `QuantX` holds `mb` rows of `inp` values.
-            Level::Avx2 | Level::Avx512 => unsafe { with_batch!(mb, rows_avx2(w, scale, inp, q, r, yp, n, row0)) },
-            _ => with_batch!(mb, rows_scalar(w, scale, inp, q, r, yp, n, row0)),
-        });
+            // `QuantX` holds `b.len()` rows of `inp` values.
+            Level::Avx2 | Level::Avx512 => unsafe { with_batch!(b.len(), rows_avx2(w, scale, inp, q, r, yp, n, row0)) },
+            _ => with_batch!(b.len(), rows_scalar(w, scale, inp, q, r, yp, n, row0)),
+        }
     })
 }
 

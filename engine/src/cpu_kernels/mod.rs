@@ -104,6 +104,22 @@ pub(crate) static E4M3: LazyLock<[f32; 256]> =
 pub(crate) static E2M1: LazyLock<[f32; 16]> =
     LazyLock::new(|| std::array::from_fn(|c| dsv4_reference::formats::e2m1_to_f32(c as u8)));
 
+/// `y[m, rows.len()]` filled by `kern(batch_rows, weight_rows, y_chunk)` for each chunk of at
+/// most [`MAX_BATCH`] of the `m` rows of `x` and each range of weight rows, through
+/// [`pool::tiled`]: the weights of a tile stay hot while every chunk passes over them.
+/// `y_chunk` points at output row `batch_rows.start` (rows of `rows.len()`); the kernel slices
+/// its own layout of `x`.
+pub(crate) fn batched(m: usize, rows: Range<usize>, bytes_per_row: usize, kern: impl Fn(Range<usize>, Range<usize>, OutPtr) + Sync) -> Vec<f32> {
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let yp = OutPtr(y.as_mut_ptr());
+    pool::tiled(m.div_ceil(MAX_BATCH), rows, bytes_per_row, |c, r| {
+        let b0 = c * MAX_BATCH;
+        kern(b0..(b0 + MAX_BATCH).min(m), r, yp.offset(b0 * n))
+    });
+    y
+}
+
 /// A raw output pointer shared by the row-splitting threads; each writes disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub *mut f32);
@@ -111,6 +127,11 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
+    /// The pointer `i` elements on (the output rows of a later batch chunk).
+    pub fn offset(self, i: usize) -> OutPtr {
+        OutPtr(self.0.wrapping_add(i))
+    }
+
     /// # Safety
     /// `i` in bounds of the output and written by one thread only.
     #[inline(always)]

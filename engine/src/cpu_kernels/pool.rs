@@ -94,6 +94,34 @@ where
     });
 }
 
+/// Weight bytes a thread keeps hot (in L2) while every chunk of a batch passes over them.
+pub const TILE_BYTES: usize = 64 * 1024;
+
+/// Calls `kern(c, rows)` — batch chunk `c` over weight rows `rows` — for every chunk in
+/// `0..chunks` and every row of `rows`. The rows are split across the pool as by
+/// [`split_rows`]; each thread walks its share in tiles of about [`TILE_BYTES`] and runs every
+/// chunk on a tile before the next, so a batch of several chunks streams the weights from
+/// memory once instead of once per chunk.
+pub fn tiled<F>(chunks: usize, rows: Range<usize>, bytes_per_row: usize, kern: F)
+where
+    F: Fn(usize, Range<usize>) + Sync,
+{
+    split_rows(rows, 1, bytes_per_row.saturating_mul(chunks), |r| {
+        if chunks == 1 {
+            return kern(0, r);
+        }
+        let tile = (TILE_BYTES / bytes_per_row.max(1)).max(1);
+        let mut s = r.start;
+        while s < r.end {
+            let e = (s + tile).min(r.end);
+            for c in 0..chunks {
+                kern(c, s..e);
+            }
+            s = e;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::plan;
