@@ -23,11 +23,11 @@
 //! exact bf16 too, so `vdpbf16ps` (exact products, f32 accumulation) does 32 multiply-adds per
 //! instruction. Two blocks (64 weights, 32 code bytes) at a time: `vpmovzxbw` puts byte j in
 //! word j; the low nibbles (even weights) and, after a 4-bit shift, the high ones (odd weights)
-//! index a 32-entry `vpermw` table of bf16 `e2m1` whose two halves are scaled by the two blocks'
-//! e8m0 (an exponent added to the non-zero entries: exact while the results stay normal, codes
-//! 2..=252; other codes scale the partial sums instead), bit 4 of the index picking the half.
-//! That is 8 ops per 64 weights, then 2 `vdpbf16ps` per batch row against `x` split even/odd
-//! per 64 inputs. `vdpbf16ps` flushes subnormal products and sums to zero: an error below
+//! index a 32-entry `vpermw` table of bf16 `e2m1` whose two halves are the two blocks' e8m0
+//! scales applied (an exponent added to the non-zero entries: exact while the results stay
+//! normal, codes 2..=252, read from a per-code table; other codes scale the partial sums
+//! instead), bit 4 of the index picking the half. That is 8 ops per 64 weights (4 of them
+//! shuffles), then 2 `vdpbf16ps` per batch row against `x` split even/odd per 64 inputs. `vdpbf16ps` flushes subnormal products and sums to zero: an error below
 //! 2^-126 per product.
 
 use std::ops::Range;
@@ -391,16 +391,26 @@ fn bf16_e2m1_table() -> [i16; 32] {
     std::array::from_fn(|i| (E2M1[i & 15].to_bits() >> 16) as i16)
 }
 
-/// The `vpermw` table entries that are ±0 (never scaled).
+/// For each e8m0 code `e` in 2..=252, the 16 bf16 `e2m1` values times `2^(e-127)` (the exponent
+/// added to the non-zero entries: exact, and normal for these codes); other codes unscaled (their
+/// blocks are scaled after the dot). Two of them side by side make a block pair's `vpermw` table.
 #[cfg(target_arch = "x86_64")]
-const ZERO_ENTRIES: u32 = 1 | 1 << 8 | 1 << 16 | 1 << 24;
+static BF16_TABLES: std::sync::LazyLock<Box<[[i16; 16]; 256]>> = std::sync::LazyLock::new(|| {
+    let base = bf16_e2m1_table();
+    let mut t = Box::new([[0i16; 16]; 256]);
+    for (e, row) in t.iter_mut().enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            let scaled = (2..=252).contains(&e) && base[i] & 0x7FFF != 0;
+            *v = if scaled { base[i].wrapping_add(((e as i16) - 127) << 7) } else { base[i] };
+        }
+    }
+    t
+});
 
-/// `(e - 127) << 7` for e8m0 code `e`: the bf16 exponent shift of a scale (used for codes 2..=252).
-#[cfg(target_arch = "x86_64")]
-static BF16_SHIFT: std::sync::LazyLock<[i16; 256]> = std::sync::LazyLock::new(|| std::array::from_fn(|e| ((e as i16) - 127).wrapping_shl(7)));
-
-/// AVX-512 BF16 kernel (see the module docs): `x` from [`bf16_split64`]. Two accumulators per
-/// batch row, alternating by pair of blocks (the dot's latency).
+/// AVX-512 BF16 kernel (see the module docs): `x` from [`bf16_split64`]. Two rows at a time:
+/// two independent dot chains at batch 1 (the dot's latency), and every load of `x` (which at
+/// batch 8 no longer fits in L1) feeds both rows. An odd last row runs alone with two
+/// accumulator sets alternating by block pair.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -415,93 +425,150 @@ unsafe fn rows_avx512_bf16<const B: usize>(
     row0: usize,
 ) {
     use std::arch::x86_64::*;
-    // blocks with codes `c` at `bp` (32 code bytes) against the x group at `col`, into `acc[b]`
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
-    #[inline]
-    unsafe fn pair<const B: usize>(
-        bp: *const u8,
-        c: [u8; 2],
-        sh: &[i16; 256],
-        e8m0: &[f32; 256],
-        table: __m512i,
-        xp: *const u16,
-        k: usize,
-        col: usize,
-        acc: &mut [__m512; B],
-    ) {
-        let m0f = _mm512_set1_epi16(0x0F);
-        let half = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF_0000, 0x10); // bit 4 in words 16..31
-        let v = _mm512_cvtepu8_epi16(unsafe { _mm256_loadu_si256(bp as *const __m256i) });
-        let il = _mm512_ternarylogic_epi32::<0xEA>(v, m0f, half); // (v & 15) | half
-        let ih = _mm512_or_si512(_mm512_srli_epi16::<4>(v), half);
-        let scaled = (2..=252).contains(&c[0]) && (2..=252).contains(&c[1]);
-        let t = if scaled {
-            let s = _mm512_mask_set1_epi16(_mm512_set1_epi16(sh[c[0] as usize]), 0xFFFF_0000, sh[c[1] as usize]);
-            _mm512_mask_add_epi16(table, !ZERO_ENTRIES, table, s)
-        } else {
-            table
-        };
-        let wl: __m512bh = std::mem::transmute(_mm512_permutexvar_epi16(il, t));
-        let wh: __m512bh = std::mem::transmute(_mm512_permutexvar_epi16(ih, t));
-        if scaled {
-            for b in 0..B {
-                let xb = unsafe { xp.add(b * k + col) };
-                let xl: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
-                let xh: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
-                acc[b] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[b], wl, xl), wh, xh);
-            }
-        } else {
-            // lanes 0-7 hold block c[0]'s products, 8-15 block c[1]'s
-            let sv = _mm512_mask_mov_ps(_mm512_set1_ps(e8m0[c[0] as usize]), 0xFF00, _mm512_set1_ps(e8m0[c[1] as usize]));
-            for b in 0..B {
-                let xb = unsafe { xp.add(b * k + col) };
-                let xl: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
-                let xh: __m512bh = std::mem::transmute(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
-                let p = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), wl, xl), wh, xh);
-                acc[b] = _mm512_fmadd_ps(p, sv, acc[b]);
-            }
-        }
-    }
     debug_assert!(r.end * k / 2 <= w.len() && r.end * (k / 32) <= scale.len() && x.len() >= B * k);
-    let (sh, e8m0) = (&*BF16_SHIFT, &*E8M0);
-    let t = bf16_e2m1_table();
-    let table = unsafe { _mm512_loadu_si512(t.as_ptr() as *const __m512i) };
+    let cx = Bf16Ctx {
+        tables: &BF16_TABLES,
+        e8m0: &E8M0,
+        table: unsafe { _mm512_loadu_si512(bf16_e2m1_table().as_ptr() as *const __m512i) },
+        xp: x.as_ptr(),
+        k,
+    };
     let kb = k / 32;
     let rb = k / 2;
-    let xp = x.as_ptr();
-    for n in r {
-        let wp = unsafe { w.as_ptr().add(n * rb) };
-        let sp = unsafe { scale.as_ptr().add(n * kb) };
+    let row = |n: usize| unsafe { (w.as_ptr().add(n * rb), scale.as_ptr().add(n * kb)) };
+    let mut n = r.start;
+    while n + 2 <= r.end {
+        let ((w0, s0), (w1, s1)) = (row(n), row(n + 1));
         let mut a = [[_mm512_setzero_ps(); B]; 2];
+        let mut blk = 0;
+        while blk + 2 <= kb {
+            if blk % 4 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(w0.wrapping_add(blk * 16 + super::PREFETCH_BYTES) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(w1.wrapping_add(blk * 16 + super::PREFETCH_BYTES) as *const i8);
+            }
+            let c = unsafe { [[*s0.add(blk), *s0.add(blk + 1)], [*s1.add(blk), *s1.add(blk + 1)]] };
+            unsafe { cx.pairs::<B, 2>([w0.add(blk * 16), w1.add(blk * 16)], c, blk * 32, &mut a) };
+            blk += 2;
+        }
+        for (i, ai) in a.iter().enumerate() {
+            let (wp, sp) = row(n + i);
+            let tail = unsafe { cx.odd_tail::<B>(wp, sp, kb) };
+            for b in 0..B {
+                unsafe { y.write(b * ldy + n + i - row0, _mm512_reduce_add_ps(ai[b]) + tail[b]) };
+            }
+        }
+        n += 2;
+    }
+    for n in n..r.end {
+        let (wp, sp) = row(n);
+        let mut a = [[[_mm512_setzero_ps(); B]; 1]; 2];
         let mut blk = 0;
         while blk + 4 <= kb {
             let bp = unsafe { wp.add(blk * 16) };
             _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(super::PREFETCH_BYTES) as *const i8);
             let c = unsafe { [*sp.add(blk), *sp.add(blk + 1), *sp.add(blk + 2), *sp.add(blk + 3)] };
-            unsafe { pair::<B>(bp, [c[0], c[1]], sh, e8m0, table, xp, k, blk * 32, &mut a[0]) };
-            unsafe { pair::<B>(bp.add(32), [c[2], c[3]], sh, e8m0, table, xp, k, blk * 32 + 64, &mut a[1]) };
+            unsafe { cx.pairs::<B, 1>([bp], [[c[0], c[1]]], blk * 32, &mut a[0]) };
+            unsafe { cx.pairs::<B, 1>([bp.add(32)], [[c[2], c[3]]], blk * 32 + 64, &mut a[1]) };
             blk += 4;
         }
         if blk + 2 <= kb {
-            unsafe { pair::<B>(wp.add(blk * 16), [*sp.add(blk), *sp.add(blk + 1)], sh, e8m0, table, xp, k, blk * 32, &mut a[0]) };
-            blk += 2;
+            unsafe { cx.pairs::<B, 1>([wp.add(blk * 16)], [[*sp.add(blk), *sp.add(blk + 1)]], blk * 32, &mut a[0]) };
         }
-        let mut tail = [0.0f32; B];
-        if blk < kb {
-            // an odd last block, x in natural order: scalar (one block per row)
-            let s = e8m0[unsafe { *sp.add(blk) } as usize];
+        let tail = unsafe { cx.odd_tail::<B>(wp, sp, kb) };
+        for b in 0..B {
+            unsafe { y.write(b * ldy + n - row0, _mm512_reduce_add_ps(_mm512_add_ps(a[0][0][b], a[1][0][b])) + tail[b]) };
+        }
+    }
+}
+
+/// What the BF16 kernel's pieces share.
+#[cfg(target_arch = "x86_64")]
+struct Bf16Ctx<'a> {
+    tables: &'a [[i16; 16]; 256],
+    e8m0: &'a [f32; 256],
+    /// The unscaled 32-entry table (codes outside 2..=252).
+    table: std::arch::x86_64::__m512i,
+    xp: *const u16,
+    k: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Bf16Ctx<'_> {
+    /// One block pair (32 code bytes at `bp[i]`, e8m0 codes `c[i]`) of each of `R` rows against
+    /// the x group at `col`, into `acc[i][b]`; every x load feeds all `R` rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    #[inline]
+    unsafe fn pairs<const B: usize, const R: usize>(&self, bp: [*const u8; R], c: [[u8; 2]; R], col: usize, acc: &mut [[std::arch::x86_64::__m512; B]; R]) {
+        use std::arch::x86_64::*;
+        let foldable = |c: [u8; 2]| (2..=252).contains(&c[0]) && (2..=252).contains(&c[1]);
+        if R > 1 && !c.iter().all(|&ci| foldable(ci)) {
+            // rare (no checkpoint scale is this extreme): each row on its own
+            for i in 0..R {
+                let mut a = [acc[i]];
+                unsafe { self.pairs::<B, 1>([bp[i]], [c[i]], col, &mut a) };
+                acc[i] = a[0];
+            }
+            return;
+        }
+        let m0f = _mm512_set1_epi16(0x0F);
+        let half = _mm512_mask_set1_epi16(_mm512_setzero_si512(), 0xFFFF_0000, 0x10); // bit 4 in words 16..31
+        let mut wl = [_mm512_setzero_si512(); R];
+        let mut wh = [_mm512_setzero_si512(); R];
+        for i in 0..R {
+            let v = _mm512_cvtepu8_epi16(unsafe { _mm256_loadu_si256(bp[i] as *const __m256i) });
+            let il = _mm512_ternarylogic_epi32::<0xEA>(v, m0f, half); // (v & 15) | half
+            let ih = _mm512_or_si512(_mm512_srli_epi16::<4>(v), half);
+            let t = if foldable(c[i]) {
+                let t0 = unsafe { _mm256_loadu_si256(self.tables[c[i][0] as usize].as_ptr() as *const __m256i) };
+                let t1 = unsafe { _mm256_loadu_si256(self.tables[c[i][1] as usize].as_ptr() as *const __m256i) };
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(t0), t1)
+            } else {
+                self.table
+            };
+            wl[i] = _mm512_permutexvar_epi16(il, t);
+            wh[i] = _mm512_permutexvar_epi16(ih, t);
+        }
+        let bh = |v: __m512i| -> __m512bh { std::mem::transmute(v) };
+        if R > 1 || foldable(c[0]) {
             for b in 0..B {
-                let xv = |i: usize| f32::from_bits((unsafe { *xp.add(b * k + blk * 32 + i) } as u32) << 16);
+                let xb = unsafe { self.xp.add(b * self.k + col) };
+                let xl = bh(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
+                let xh = bh(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
+                for i in 0..R {
+                    acc[i][b] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(acc[i][b], bh(wl[i]), xl), bh(wh[i]), xh);
+                }
+            }
+        } else {
+            // lanes 0-7 hold block c[0]'s products, 8-15 block c[1]'s
+            let (s0, s1) = (self.e8m0[c[0][0] as usize], self.e8m0[c[0][1] as usize]);
+            let sv = _mm512_mask_mov_ps(_mm512_set1_ps(s0), 0xFF00, _mm512_set1_ps(s1));
+            for b in 0..B {
+                let xb = unsafe { self.xp.add(b * self.k + col) };
+                let xl = bh(unsafe { _mm512_loadu_si512(xb as *const __m512i) });
+                let xh = bh(unsafe { _mm512_loadu_si512(xb.add(32) as *const __m512i) });
+                let p = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), bh(wl[0]), xl), bh(wh[0]), xh);
+                acc[0][b] = _mm512_fmadd_ps(p, sv, acc[0][b]);
+            }
+        }
+    }
+
+    /// The last block of a row when the block count is odd (its x in natural order), scalar;
+    /// zeros otherwise.
+    unsafe fn odd_tail<const B: usize>(&self, wp: *const u8, sp: *const u8, kb: usize) -> [f32; B] {
+        let mut tail = [0.0f32; B];
+        if kb % 2 == 1 {
+            let blk = kb - 1;
+            let s = self.e8m0[unsafe { *sp.add(blk) } as usize];
+            for (b, t) in tail.iter_mut().enumerate() {
+                let xv = |i: usize| f32::from_bits((unsafe { *self.xp.add(b * self.k + blk * 32 + i) } as u32) << 16);
                 let mut p = 0.0f32;
                 for j in 0..16 {
                     let byte = unsafe { *wp.add(blk * 16 + j) };
                     p += xv(2 * j) * E2M1[(byte & 15) as usize] + xv(2 * j + 1) * E2M1[(byte >> 4) as usize];
                 }
-                tail[b] = p * s;
+                *t = p * s;
             }
         }
-        for b in 0..B {
-            unsafe { y.write(b * ldy + n - row0, _mm512_reduce_add_ps(_mm512_add_ps(a[0][b], a[1][b])) + tail[b]) };
-        }
+        tail
     }
 }
