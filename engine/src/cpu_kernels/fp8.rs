@@ -209,7 +209,52 @@ unsafe fn rows_avx512<const B: usize>(
     let kbn = k.div_ceil(BLOCK);
     let xp = x.as_ptr();
     let two8 = _mm512_set1_ps(256.0);
-    for n in r {
+    let mut n0 = r.start;
+    // batch 2-4: two rows at a time, each x load feeding both (above 4 the 4·B accumulators
+    // would not fit in the 32 registers)
+    if (2..=4).contains(&B) {
+        while n0 + 2 <= r.end {
+            let rows = [n0, n0 + 1];
+            let wp = rows.map(|n| unsafe { w.as_ptr().add(n * k) });
+            let sr = rows.map(|n| &scale[(n / BLOCK) * kbn..][..kbn]);
+            let mut acc = [[_mm512_setzero_ps(); B]; 2];
+            let mut tail = [[0.0f32; B]; 2];
+            let mut nan: [__mmask32; 2] = [0; 2];
+            for kb in 0..kbn {
+                let start = kb * BLOCK;
+                let len = BLOCK.min(k - start);
+                let mut p = [[[_mm512_setzero_ps(); 2]; B]; 2];
+                for i in (0..len / 32 * 32).step_by(32) {
+                    if i % 64 == 0 {
+                        for q in wp {
+                            _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(start + i + super::PREFETCH_BYTES) as *const i8);
+                        }
+                    }
+                    unsafe { group_rows::<B, 2>(wp.map(|q| q.add(start + i)), xp, k, start + i, &mut p, &mut nan) };
+                }
+                for j in 0..2 {
+                    let s = e8m0[sr[j][kb] as usize];
+                    let sv = _mm512_set1_ps(s);
+                    for b in 0..B {
+                        acc[j][b] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(p[j][b][0], p[j][b][1]), two8), sv, acc[j][b]);
+                    }
+                    let wr = &w[rows[j] * k..(rows[j] + 1) * k];
+                    for b in 0..B {
+                        let t: f32 = (start + len / 32 * 32..start + len).map(|c| x[b * k + c] * e4m3[wr[c] as usize]).sum();
+                        tail[j][b] += t * s;
+                    }
+                }
+            }
+            for j in 0..2 {
+                for b in 0..B {
+                    let v = if nan[j] != 0 { f32::NAN } else { _mm512_reduce_add_ps(acc[j][b]) + tail[j][b] };
+                    unsafe { y.write(b * ldy + rows[j] - row0, v) };
+                }
+            }
+            n0 += 2;
+        }
+    }
+    for n in n0..r.end {
         let wr = &w[n * k..(n + 1) * k];
         let wp = wr.as_ptr();
         let sr = &scale[(n / BLOCK) * kbn..][..kbn];
@@ -263,6 +308,41 @@ unsafe fn rows_avx512<const B: usize>(
         for b in 0..B {
             let v = if any_nan { f32::NAN } else { _mm512_reduce_add_ps(acc[b]) + tail[b] };
             unsafe { y.write(b * ldy + n - row0, v) };
+        }
+    }
+}
+
+/// 32 weights of each of `R` rows (at `bp[j]`) against inputs `col..col + 32` of each batch row,
+/// into `p[j][b][0..2]`; each x load feeds all `R` rows. NaN codes set `nan[j]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_rows<const B: usize, const R: usize>(
+    bp: [*const u8; R],
+    xp: *const f32,
+    k: usize,
+    col: usize,
+    p: &mut [[[std::arch::x86_64::__m512; 2]; B]; R],
+    nan: &mut [std::arch::x86_64::__mmask32; R],
+) {
+    use std::arch::x86_64::*;
+    let m7f00 = _mm512_set1_epi16(0x7F00);
+    let mbf = _mm512_set1_epi16(0xBFFFu16 as i16);
+    let mut wl = [_mm512_setzero_ps(); R];
+    let mut wh = [_mm512_setzero_ps(); R];
+    for j in 0..R {
+        let wd = _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(unsafe { _mm256_loadu_si256(bp[j] as *const __m256i) }));
+        nan[j] |= _mm512_cmpeq_epi16_mask(_mm512_and_si512(wd, m7f00), m7f00);
+        let h = _mm512_and_si512(_mm512_srai_epi16::<1>(wd), mbf);
+        wl[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+        wh[j] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h));
+    }
+    for b in 0..B {
+        let xb = unsafe { xp.add(b * k + col) };
+        let (x0, x1) = unsafe { (_mm512_loadu_ps(xb), _mm512_loadu_ps(xb.add(16))) };
+        for j in 0..R {
+            p[j][b][0] = _mm512_fmadd_ps(x0, wl[j], p[j][b][0]);
+            p[j][b][1] = _mm512_fmadd_ps(x1, wh[j], p[j][b][1]);
         }
     }
 }
