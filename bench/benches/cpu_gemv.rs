@@ -23,7 +23,7 @@ use criterion::{Criterion, Throughput};
 use dsv4_bench::bandwidth::read_bandwidth_over;
 use dsv4_engine::cpu_kernels::int8::fp4_gemv_int8;
 use dsv4_engine::cpu_kernels::{fast_linear, Level};
-use dsv4_reference::checkpoint::Bytes;
+use dsv4_bench::weights::{random_linear, stored_bytes, Format};
 use dsv4_reference::linear::{Linear, Weight};
 use dsv4_reference::ActQuant;
 
@@ -32,35 +32,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn fill(&mut self, n: usize, f: impl Fn(u8) -> u8) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v.iter_mut().for_each(|b| *b = f(*b));
-        v
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Fmt {
-    Fp4,
-    Fp8,
-    Bf16,
-}
-
 struct Case {
     name: &'static str,
-    fmt: Fmt,
+    fmt: Format,
     out: usize,
     inp: usize,
     /// FP4 only: run the int8 path instead of `fast_linear`.
@@ -76,28 +50,7 @@ fn run(c: &Case, level: Level, w: &Linear, x: &[f32], aq: ActQuant) -> Vec<f32> 
 }
 
 fn build(c: &Case, seed: u64) -> Linear {
-    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let (out, inp) = (c.out, c.inp);
-    let weight = match c.fmt {
-        Fmt::Fp4 => Weight::Fp4 {
-            w: Bytes::from_vec(r.fill(out * inp / 2, |b| b)),
-            scale: Bytes::from_vec(r.fill(out * inp / 32, |b| 118 + b % 12)),
-        },
-        Fmt::Fp8 => Weight::Fp8 {
-            w: Bytes::from_vec(r.fill(out * inp, |b| if b & 0x7F == 0x7F { b - 1 } else { b })),
-            scale: Bytes::from_vec(r.fill(out.div_ceil(128) * inp.div_ceil(128), |b| 115 + b % 12)),
-        },
-        Fmt::Bf16 => Weight::Bf16(Bytes::from_vec(r.fill(out * inp * 2, |b| (b & 0xBF) | 0x3C))),
-    };
-    Linear { out, inp, weight }
-}
-
-fn stored_bytes(l: &Linear) -> usize {
-    match &l.weight {
-        Weight::Fp4 { w, scale } | Weight::Fp8 { w, scale } => w.len() + scale.len(),
-        Weight::Bf16(w) => w.len(),
-        Weight::F32(v) => v.len() * 4,
-    }
+    random_linear(c.fmt, c.out, c.inp, seed)
 }
 
 fn main() {
@@ -119,13 +72,13 @@ fn main() {
     println!("read-only sum over 1 GiB: 1 thread {bw1:.1} GB/s, {threads} threads {bwn:.1} GB/s (median of 9)");
 
     let cases = [
-        Case { name: "fp4 expert w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096, int8: false },
-        Case { name: "fp4 expert w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048, int8: false },
-        Case { name: "fp4 int8 w1/w3 4096->2048", fmt: Fmt::Fp4, out: 2048, inp: 4096, int8: true },
-        Case { name: "fp4 int8 w2 2048->4096", fmt: Fmt::Fp4, out: 4096, inp: 2048, int8: true },
-        Case { name: "fp8 wq_b 1024->32768", fmt: Fmt::Fp8, out: 32768, inp: 1024, int8: false },
-        Case { name: "fp8 shared w1 4096->2048", fmt: Fmt::Fp8, out: 2048, inp: 4096, int8: false },
-        Case { name: "bf16 head slice 4096->8192", fmt: Fmt::Bf16, out: 8192, inp: 4096, int8: false },
+        Case { name: "fp4 expert w1/w3 4096->2048", fmt: Format::Fp4, out: 2048, inp: 4096, int8: false },
+        Case { name: "fp4 expert w2 2048->4096", fmt: Format::Fp4, out: 4096, inp: 2048, int8: false },
+        Case { name: "fp4 int8 w1/w3 4096->2048", fmt: Format::Fp4, out: 2048, inp: 4096, int8: true },
+        Case { name: "fp4 int8 w2 2048->4096", fmt: Format::Fp4, out: 4096, inp: 2048, int8: true },
+        Case { name: "fp8 wq_b 1024->32768", fmt: Format::Fp8, out: 32768, inp: 1024, int8: false },
+        Case { name: "fp8 shared w1 4096->2048", fmt: Format::Fp8, out: 2048, inp: 4096, int8: false },
+        Case { name: "bf16 head slice 4096->8192", fmt: Format::Bf16, out: 8192, inp: 4096, int8: false },
     ];
     let only = std::env::var("CPU_GEMV_ONLY").unwrap_or_default();
 

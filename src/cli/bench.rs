@@ -7,7 +7,7 @@
 //!   43 layers and to contexts too long to run, with the bandwidth / compute bound beside each
 //!   figure (`dsv4_bench::model_run`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use dsv4_bench::bandwidth::{fma_gflops, fma_gflops_with, read_bandwidth_sized};
@@ -37,15 +37,8 @@ pub struct CpuArgs {
     /// bandwidth buffer.
     #[arg(long)]
     quick: bool,
-    /// Also write the records (a JSON list) to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Directory of the cpu-<date>.{json,md,svg} files.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    out: PathBuf,
-    /// Print only; write nothing under --out.
-    #[arg(long)]
-    no_write: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     /// JSON lists of peer records (same schema) to merge into the tables, plot and files.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     peers: Vec<PathBuf>,
@@ -64,6 +57,41 @@ pub struct CpuArgs {
     /// come from cache, so the figures are not DRAM figures).
     #[arg(long, value_name = "N", hide = true)]
     max_mb: Option<usize>,
+}
+
+/// Where a bench run writes its records (shared by `bench cpu` and `bench model`).
+#[derive(clap::Args, Debug)]
+pub struct OutputArgs {
+    /// Also write the records (a JSON list) to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Directory of the result files (cpu-<date>.* or <device>-<date>.*).
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    out: PathBuf,
+    /// Print only; write nothing under --out.
+    #[arg(long)]
+    no_write: bool,
+}
+
+impl OutputArgs {
+    /// Writes `json` to `--json` when given, and unless `--no-write` each `(path, text)` that
+    /// `files` makes from the `--out` folder (created if missing).
+    pub fn write(&self, json: &str, files: impl FnOnce(&Path) -> Vec<(PathBuf, String)>) -> Result<()> {
+        if let Some(f) = &self.json {
+            if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(f, json).with_context(|| format!("writing {}", f.display()))?;
+        }
+        if !self.no_write {
+            std::fs::create_dir_all(&self.out).with_context(|| format!("creating {}", self.out.display()))?;
+            for (p, text) in files(&self.out) {
+                std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -149,20 +177,8 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
     let md = report::kernel_markdown(&records, &info);
     println!("{md}");
     let json = report::to_json(&records);
-    if let Some(f) = &a.json {
-        if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(f, &json).with_context(|| format!("writing {}", f.display()))?;
-    }
-    if !a.no_write {
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    a.output.write(&json, |dir| {
         let svg = cpu::kernel_svg(&records, &format!("% of read bandwidth ({bw:.1} GB/s), {}, {}", info.device, info.date));
-        for (ext, text) in [("json", &json), ("md", &md), ("svg", &svg)] {
-            let p = report::cpu_result_path(&a.out, &info.date, ext);
-            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
-        }
-    }
-    Ok(())
+        [("json", json.clone()), ("md", md), ("svg", svg)].into_iter().map(|(ext, t)| (report::cpu_result_path(dir, &info.date, ext), t)).collect()
+    })
 }

@@ -4,7 +4,6 @@
 //! bytes), timed block by block on the chosen backend. Flow: rooflines measured -> model built
 //! in memory -> `model_run::plan` / `measure` -> projected records -> results/ files.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -62,15 +61,8 @@ pub struct ModelBenchArgs {
     /// The CPU backend's kernels (as for `generate`).
     #[arg(long, default_value = "auto", env = "DSV4_CPU_KERNELS", value_parser = parse_cpu_kernels)]
     cpu_kernels: CpuKernels,
-    /// Also write the records (a JSON list) to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Directory of the <device>-<date>.{json,md} and plot files.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    out: PathBuf,
-    /// Print only; write nothing under --out.
-    #[arg(long)]
-    no_write: bool,
+    #[command(flatten)]
+    output: super::bench::OutputArgs,
     /// Seed of the random weights.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -262,23 +254,11 @@ fn write_outputs(
     let md = report::model_markdown(records, &info, &report::published_anchors());
     println!("{md}");
     let json = report::to_json(records);
-    if let Some(f) = &a.json {
-        if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(f, &json).with_context(|| format!("writing {}", f.display()))?;
-    }
-    if !a.no_write {
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-        let mut files = vec![("json".to_string(), json), ("md".to_string(), md)];
+    a.output.write(&json, |dir| {
+        let mut files = vec![("json".to_string(), json.clone()), ("md".to_string(), md)];
         for (suffix, svg) in model_run::model_svgs(records, &format!("{device}, {date}")) {
             files.push((format!("{suffix}.svg"), svg));
         }
-        for (ext, text) in files {
-            let p = report::model_result_path(&a.out, device, date, &ext);
-            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
-        }
-    }
-    Ok(())
+        files.into_iter().map(|(ext, t)| (report::model_result_path(dir, device, date, &ext), t)).collect()
+    })
 }
