@@ -42,7 +42,7 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): bf16 dot products
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 && Level::has_avx512_bf16() {
-        if let Some(xb) = bf16_split64(x, inp) {
+        if let Some(xb) = super::bf16_exact(x, inp, true) {
             return batched(m, rows, inp / 2, |b, r, yp| unsafe {
                 let xc = &xb[b.start * inp..b.end * inp];
                 with_batch!(b.len(), rows_avx512_bf16(w, scale, inp, xc, r, yp, n, row0))
@@ -363,28 +363,6 @@ unsafe fn rows_avx512<const B: usize>(
     }
 }
 
-/// `x` (rows of `k`) as bf16 words, each full 64-input group as [even 32 | odd 32] and a trailing
-/// 32 in natural order, when every value is exactly a bf16 that is zero or normal (no subnormal,
-/// infinity or NaN); else None.
-#[cfg(target_arch = "x86_64")]
-fn bf16_split64(x: &[f32], k: usize) -> Option<Vec<u16>> {
-    let mut out = vec![0u16; x.len()];
-    for (row, orow) in x.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
-        for (g, og) in row.chunks(64).zip(orow.chunks_mut(64)) {
-            for (i, v) in g.iter().enumerate() {
-                let b = v.to_bits();
-                let e = b & 0x7F80_0000;
-                if b & 0xFFFF != 0 || e == 0x7F80_0000 || (e == 0 && b & 0x7FFF_FFFF != 0) {
-                    return None;
-                }
-                let j = if g.len() == 64 { i / 2 + (i % 2) * 32 } else { i };
-                og[j] = (b >> 16) as u16;
-            }
-        }
-    }
-    Some(out)
-}
-
 /// bf16 bits of e2m1 code `i & 15`, for `vpermw` (32 entries: the table twice).
 #[cfg(target_arch = "x86_64")]
 fn bf16_e2m1_table() -> [i16; 32] {
@@ -407,7 +385,7 @@ static BF16_TABLES: std::sync::LazyLock<Box<[[i16; 16]; 256]>> = std::sync::Lazy
     t
 });
 
-/// AVX-512 BF16 kernel (see the module docs): `x` from [`bf16_split64`]. Two rows at a time:
+/// AVX-512 BF16 kernel (see the module docs): `x` from `bf16_exact(.., split64: true)`. Two rows at a time:
 /// two independent dot chains at batch 1 (the dot's latency), and every load of `x` (which at
 /// batch 8 no longer fits in L1) feeds both rows. An odd last row runs alone with two
 /// accumulator sets alternating by block pair.

@@ -120,6 +120,29 @@ pub(crate) fn batched(m: usize, rows: Range<usize>, bytes_per_row: usize, kern: 
     y
 }
 
+/// `x` (rows of `k`) as bf16 words when every value is exactly a bf16 that is zero or normal (no
+/// subnormal, infinity or NaN: what `vdpbf16ps` multiplies exactly), else None. FP8 activation
+/// quantisation leaves exactly such values (e4m3 times a power of two). With `split64` each full
+/// 64-input group is laid out as [even 32 | odd 32] (a trailing part stays in natural order).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn bf16_exact(x: &[f32], k: usize, split64: bool) -> Option<Vec<u16>> {
+    let mut out = vec![0u16; x.len()];
+    for (row, orow) in x.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
+        for (g, og) in row.chunks(64).zip(orow.chunks_mut(64)) {
+            for (i, v) in g.iter().enumerate() {
+                let b = v.to_bits();
+                let e = b & 0x7F80_0000;
+                if b & 0xFFFF != 0 || e == 0x7F80_0000 || (e == 0 && b & 0x7FFF_FFFF != 0) {
+                    return None;
+                }
+                let j = if split64 && g.len() == 64 { i / 2 + (i % 2) * 32 } else { i };
+                og[j] = (b >> 16) as u16;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// A raw output pointer shared by the row-splitting threads; each writes disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub *mut f32);
