@@ -27,8 +27,9 @@
 //! scales applied (an exponent added to the non-zero entries: exact while the results stay
 //! normal, codes 2..=252, read from a per-code table; other codes scale the partial sums
 //! instead), bit 4 of the index picking the half. That is 8 ops per 64 weights (4 of them
-//! shuffles), then 2 `vdpbf16ps` per batch row against `x` split even/odd per 64 inputs. `vdpbf16ps` flushes subnormal products and sums to zero: an error below
-//! 2^-126 per product.
+//! shuffles), then 2 `vdpbf16ps` per batch row against `x` split even/odd per 64 inputs, two
+//! weight rows at a time. `vdpbf16ps` flushes subnormal products and sums to zero: an error
+//! below 2^-126 per product.
 
 use std::ops::Range;
 

@@ -453,7 +453,7 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
             for b in 0..B {
                 acc[j][b] = _mm512_fmadd_ps(p[j][b], sv, acc[j][b]);
             }
-            if len % 32 != 0 {
+            if !len.is_multiple_of(32) {
                 let wr = &w[rows[j] * k..(rows[j] + 1) * k];
                 for b in 0..B {
                     let xv = |c: usize| f32::from_bits((x[b * k + c] as u32) << 16);
