@@ -38,9 +38,9 @@ pub fn ms_by_kind(costs: &LayerCosts) -> BTreeMap<String, f64> {
     m
 }
 
-/// A record for scenario `s` whose full-depth step took `proj.step_s` (costs: the per-layer
-/// costs it was summed from). Device, date, commit and telemetry are left for the caller.
-pub fn model_record(cfg: &Config, s: &Scenario, backend: &str, proj: &Projection, costs: &LayerCosts, layers_measured: usize, roof: Rooflines) -> ModelRecord {
+/// A record for scenario `s` whose full-depth step took `proj.step_s` (summed from
+/// `proj.costs`). Device, date, commit and telemetry are left for the caller.
+pub fn model_record(cfg: &Config, s: &Scenario, backend: &str, proj: &Projection, layers_measured: usize, roof: Rooflines) -> ModelRecord {
     let (tokens, bytes, flops) = step_work(cfg, s);
     let tps = tokens as f64 / proj.step_s;
     let bound = roofline_tokens_per_s(roof.bandwidth_gb_per_s, bytes, roof.compute_gflop_per_s, flops);
@@ -60,7 +60,7 @@ pub fn model_record(cfg: &Config, s: &Scenario, backend: &str, proj: &Projection
         tokens_per_s: if matches!(s, Scenario::Ttft { .. }) { None } else { Some(tps) },
         ttft_s: if matches!(s, Scenario::Ttft { .. }) { Some(proj.step_s) } else { None },
         step_s: proj.step_s,
-        ms_per_layer_by_kind: ms_by_kind(costs),
+        ms_per_layer_by_kind: ms_by_kind(&proj.costs),
         bound_tokens_per_s: Some(bound),
         pct_of_bound: Some(100.0 * tps / bound),
         bytes_per_token: bytes,

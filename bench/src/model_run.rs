@@ -17,7 +17,7 @@ use crate::model_bench::{decode, prefill, StepTimes};
 use crate::model_record::{model_record, Rooflines};
 use crate::progress::Progress;
 use crate::report::ModelRecord;
-use crate::scenario::{fit_costs_vs_context, project_at_context, size_str, LayerCosts, ProjectionError, Scenario};
+use crate::scenario::{project_at_context, size_str, LayerCosts, ProjectionError, Scenario};
 
 /// The step shapes a run measures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -149,12 +149,7 @@ pub fn records(
                 Scenario::Ttft { prompt: n } | Scenario::Prefill { tokens: n } => (&m.prefill[..], n),
             };
             let proj = project_at_context(full, points, x, layers_measured).map_err(|e| ProjectionError(format!("{s}: {}", e.0)))?;
-            // the per-layer costs the step was summed from: measured, else the fit's
-            let costs = match points.iter().find(|(c, _)| *c == x) {
-                Some((_, c)) => c.clone(),
-                None => fit_costs_vs_context(points)?.at(x),
-            };
-            let mut r = model_record(full, s, backend, &proj, &costs, layers_measured, roof);
+            let mut r = model_record(full, s, backend, &proj, layers_measured, roof);
             if !matches!(s, Scenario::Decode { .. }) {
                 r.basis = format!("{}; one chunk from position 0", r.basis);
             }

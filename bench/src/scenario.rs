@@ -287,6 +287,8 @@ pub struct Projection {
     /// context, or layers not measured at full depth).
     pub projected: bool,
     pub basis: String,
+    /// The per-layer costs the step was summed from (measured, or the fit's at the context).
+    pub costs: LayerCosts,
 }
 
 /// The step time at `context` for `cfg`'s full depth: measured costs when `context` was
@@ -303,10 +305,12 @@ pub fn project_at_context(
             step_s: project_step_s(cfg, c)?,
             projected: layers_measured < cfg.n_layers,
             basis: if layers_measured < cfg.n_layers { depth } else { "measured at full depth".into() },
+            costs: c.clone(),
         });
     }
     let m = fit_costs_vs_context(measured)?;
-    Ok(Projection { step_s: project_step_s(cfg, &m.at(context))?, projected: true, basis: format!("{}; {depth}", m.basis()) })
+    let costs = m.at(context);
+    Ok(Projection { step_s: project_step_s(cfg, &costs)?, projected: true, basis: format!("{}; {depth}", m.basis()), costs })
 }
 
 /// Decode tokens/s of a step of `batch` tokens taking `step_s`.

@@ -115,7 +115,7 @@ fn model_records_carry_bounds() {
     let c = costs(0.010, 0.030, 0.020);
     let proj = project_at_context(&cfg, &[(4096, c.clone())], 4096, 3).unwrap();
     let roof = Rooflines { bandwidth_gb_per_s: 21.3, compute_gflop_per_s: 1e9 };
-    let r = model_record(&cfg, &Scenario::Decode { batch: 1, context: 4096 }, "cpu", &proj, &c, 3, roof);
+    let r = model_record(&cfg, &Scenario::Decode { batch: 1, context: 4096 }, "cpu", &proj, 3, roof);
     assert_eq!(r.scenario, "decode:1@4k");
     assert!((r.tokens_per_s.unwrap() - 1.0 / proj.step_s).abs() < 1e-9);
     // bandwidth-bound at batch 1: 21.3 GB/s / 11.21 GB
@@ -123,7 +123,7 @@ fn model_records_carry_bounds() {
     assert!(r.projected && r.basis.contains("3 of 43"));
     assert_eq!(r.ms_per_layer_by_kind["ratio4"], 30.0);
     assert_eq!(r.ms_per_layer_by_kind["head"], 50.0);
-    let t = model_record(&cfg, &Scenario::Ttft { prompt: 8192 }, "cpu", &proj, &c, 3, roof);
+    let t = model_record(&cfg, &Scenario::Ttft { prompt: 8192 }, "cpu", &proj, 3, roof);
     assert_eq!(t.ttft_s, Some(proj.step_s));
     assert_eq!(t.tokens_per_s, None);
     // a long prompt reads (nearly) every expert once: the whole ~155 GB of weights per step

@@ -152,7 +152,7 @@ pub fn run(a: ModelBenchArgs) -> Result<()> {
 
     eprintln!("measuring rooflines...");
     let ceilings = match &gpu {
-        Some(g) if g.name().contains("emulator") || a.device == DeviceChoice::Emu => cpu_rooflines(a.max_mb),
+        Some(_) if a.device == DeviceChoice::Emu => cpu_rooflines(a.max_mb),
         Some(g) => gpu_rooflines(g)?,
         None => cpu_rooflines(a.max_mb),
     };

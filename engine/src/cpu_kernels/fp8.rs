@@ -365,10 +365,8 @@ unsafe fn group_rows<const B: usize, const R: usize>(
 
 /// The bf16 of every e4m3 magnitude code (0..128; 0x7F is NaN) as four 32-entry tables.
 #[cfg(target_arch = "x86_64")]
-fn e4m3_bf16_tables() -> [[i16; 32]; 4] {
-    let e4m3 = &*E4M3;
-    std::array::from_fn(|t| std::array::from_fn(|i| (e4m3[t * 32 + i].to_bits() >> 16) as i16))
-}
+static E4M3_BF16: std::sync::LazyLock<[[i16; 32]; 4]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|t| std::array::from_fn(|i| (E4M3[t * 32 + i].to_bits() >> 16) as i16)));
 
 /// AVX-512 BF16 kernel (see the module docs): `x` as bf16 words in natural order.
 #[cfg(target_arch = "x86_64")]
@@ -412,7 +410,7 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
 ) {
     use std::arch::x86_64::*;
     let (e4m3, e8m0) = (&*E4M3, &*E8M0);
-    let t = e4m3_bf16_tables();
+    let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
     let (m40, m8000) = (_mm512_set1_epi16(0x40), _mm512_set1_epi16(0x8000u16 as i16));
     let bh = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
