@@ -144,7 +144,7 @@ impl Backend for CpuBackend {
             CpuKernels::Fast { level, fp4: Fp4Math::Exact } => format!("{level:?} kernels"),
             CpuKernels::Fast { level, fp4: Fp4Math::Int8 } => format!("{level:?} kernels, int8 FP4"),
         };
-        format!("cpu ({k}, {} threads)", rayon::current_num_threads())
+        format!("cpu ({k}, {} threads)", crate::cpu_kernels::pool::threads())
     }
 
     fn download(&self, x: &CpuAct) -> Vec<f32> {

@@ -6,9 +6,8 @@
 //! at 64K context for the indexer — more time than the weights take if left scalar.
 
 use dsv4_reference::ops::attention::KvRows;
-use rayon::prelude::*;
 
-use super::Level;
+use super::{pool, Level};
 
 /// `Σ a·b` at `level` (unsupported levels panic).
 pub fn dot(level: Level, a: &[f32], b: &[f32]) -> f32 {
@@ -68,7 +67,7 @@ pub fn sparse_attn(level: Level, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f3
     let mut out = vec![0.0; q.len()];
     let sel: Vec<Vec<&[f32]>> =
         (0..s).map(|t| idx[t * k..(t + 1) * k].iter().filter(|&&j| j >= 0).map(|&j| kv.row(j as usize)).collect()).collect();
-    out.par_chunks_mut(d).enumerate().for_each(|(th, o)| {
+    pool::for_chunks_mut(&mut out, d, |th, o| {
         let (t, head) = (th / h, th % h);
         let qh = &q[th * d..][..d];
         let scores: Vec<f32> = sel[t].iter().map(|kv| dot_at(level, qh, kv) * scale).collect();
@@ -92,7 +91,8 @@ const KEYS_PER_TASK: usize = 64;
 pub fn index_scores(level: Level, q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
     let level = level.kernel();
     let mut out = vec![0.0; keys.len() / d.max(1)];
-    out.par_chunks_mut(KEYS_PER_TASK).zip(keys.par_chunks(KEYS_PER_TASK * d)).for_each(|(o, ks)| {
+    pool::for_chunks_mut(&mut out, KEYS_PER_TASK, |c, o| {
+        let ks = &keys[c * KEYS_PER_TASK * d..][..o.len() * d];
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if level != Level::Scalar && d.is_multiple_of(8) {

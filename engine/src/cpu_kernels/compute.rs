@@ -11,7 +11,6 @@ use dsv4_reference::compute::Compute;
 use dsv4_reference::linear::{Linear, Weight};
 use dsv4_reference::ops::attention::KvRows;
 use dsv4_reference::ActQuant;
-use rayon::prelude::*;
 
 use super::{fast_linear_with, pool, Fp4Math, Level};
 
@@ -58,12 +57,9 @@ impl Compute for Kernels {
         let shares = pool::plan(&sizes, pool::threads());
         // each share computes its pieces with row splitting off (it is one thread's work)
         // (job, its rows, their outputs) per share
-        let pieces: Vec<Vec<Piece>> = shares
-            .into_par_iter()
-            .map(|share| {
-                pool::serial(|| share.into_iter().map(|(j, r)| (j, r.clone(), fast_linear_with(self.level, self.fp4, jobs[j].0, jobs[j].1, r, aq))).collect())
-            })
-            .collect();
+        let pieces: Vec<Vec<Piece>> = pool::map(shares.len(), |s| {
+            pool::serial(|| shares[s].iter().map(|(j, r)| (*j, r.clone(), fast_linear_with(self.level, self.fp4, jobs[*j].0, jobs[*j].1, r.clone(), aq))).collect())
+        });
         let mut out: Vec<Vec<f32>> = jobs.iter().map(|(l, x)| vec![0.0; x.len() / l.inp * l.out]).collect();
         for (j, r, y) in pieces.into_iter().flatten() {
             let n = jobs[j].0.out;
