@@ -10,8 +10,10 @@ fn main() {
     for (fmt, out, inp) in [(Format::Fp4, 1024, 4096), (Format::Fp8, 512, 4096), (Format::Bf16, 256, 4096)] {
         let w = random_linear(fmt, out, inp, 1);
         for b in [1usize, 2, 4, 8] {
-            // pre-quantised (bf16-exact) so the timed call is the kernel alone, `AQ=1` to include it
-            let x = dsv4_engine::cpu_kernels::quantize_activations(&activations(b, inp), inp);
+            // pre-quantised (bf16-exact) so the timed call is the kernel alone, `AQ=1` to include
+            // it; `RAW=1`: x as it comes (not bf16: the unquantised paths, e.g. wo_a)
+            let raw = activations(b, inp).iter().map(|v| v * 1.000_123).collect::<Vec<f32>>();
+            let x = if std::env::var("RAW").is_ok() { raw } else { dsv4_engine::cpu_kernels::quantize_activations(&raw, inp) };
             for level in Level::available().into_iter().filter(|l| *l != Level::Scalar) {
                 for fp4 in [Fp4Math::Exact, Fp4Math::Int8] {
                     if fp4 == Fp4Math::Int8 && fmt != Format::Fp4 {

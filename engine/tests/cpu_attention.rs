@@ -38,7 +38,7 @@ proptest! {
     }
 
     #[test]
-    fn sparse_attn_matches_the_reference(s in 1usize..4, h in 1usize..5, d in 1usize..80, n in 1usize..40, k in 1usize..24, seed in any::<u64>()) {
+    fn sparse_attn_matches_the_reference(s in 1usize..4, h in 1usize..10, d in prop_oneof![1usize..80, (1usize..9).prop_map(|c| 16 * c)], n in 1usize..40, k in 1usize..24, seed in any::<u64>()) {
         let q = vals(seed, s * h * d);
         let kv = vals(seed ^ 1, n * d);
         let sink = vals(seed ^ 2, h);
@@ -93,6 +93,36 @@ fn nan_inputs_propagate() {
         let s = index_scores(l, &q[..d], &[1.0], &keys, d);
         let want = reference::index_scores(&q[..d], &[1.0], &keys, d);
         assert_eq!(s[2].to_bits(), want[2].to_bits(), "{l:?}: {s:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn sparse_attn_at_the_real_shape_with_nans() {
+    // 64 heads of 512 over 128 window + 512 selected rows (the Flash decode step; the AVX-512
+    // tiles: 4-head groups, row pairs, 64-wide strips), an odd count of selected rows, a NaN in a
+    // row one head group reads through all of its heads, and 6 heads (a short last group)
+    for (h, n, nan) in [(64usize, 641usize, false), (6, 77, true)] {
+        let d = 512;
+        let q = vals(21, h * d);
+        let mut kv = vals(22, (n + 3) * d);
+        let idx: Vec<i32> = (0..n as i32).map(|j| if j % 97 == 5 { -1 } else { j }).collect();
+        if nan {
+            kv[40 * d + 7] = f32::NAN;
+        }
+        let sink = vals(23, h);
+        let want = reference::sparse_attn(&q, &kv, &idx, &sink, 1.0 / (d as f32).sqrt(), d);
+        for l in Level::available() {
+            let cut = n / 3 * d; // the table in two pieces (window, compressed)
+            let got = sparse_attn(l, &q, &KvRows::new([&kv[..cut], &kv[cut..], &[]], d), &idx, &sink, 1.0 / (d as f32).sqrt(), d);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                if nan {
+                    assert!(g.is_nan() && w.is_nan(), "{l:?}: output {i}: {g} vs {w} (every head reads the NaN row)");
+                } else {
+                    assert!((g - w).abs() <= 2e-5, "{l:?}: output {i}: {g} vs {w}");
+                }
+            }
+        }
     }
 }
 

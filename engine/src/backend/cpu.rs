@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dsv4_reference::compute::Reference;
+use dsv4_reference::compute::{Compute, Reference};
 use dsv4_reference::model::LayerState;
 use dsv4_reference::ops::mhc::{hc_post, hc_pre, HcMix};
 use dsv4_reference::ops::norm::rms_norm_inplace;
@@ -108,6 +108,12 @@ impl CpuBackend {
 
     pub fn with_kernels(model: Model, kernels: CpuKernels) -> CpuBackend {
         CpuBackend { model: kernels.apply(model), kernels, states: Vec::new() }
+    }
+
+    /// The model with its heavy ops run by `mm` (e.g. a wrapper that times `kernels`' ops:
+    /// `bench/examples/op_profile.rs`); `kernels` names them.
+    pub fn with_compute(model: Model, kernels: CpuKernels, mm: Arc<dyn Compute>) -> CpuBackend {
+        CpuBackend { model: model.with_compute(mm), kernels, states: Vec::new() }
     }
 
     pub fn kernels(&self) -> CpuKernels {
