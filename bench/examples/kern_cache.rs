@@ -7,7 +7,11 @@ use dsv4_engine::cpu_kernels::{fast_linear_with, Fp4Math, Level};
 use dsv4_reference::ActQuant;
 
 fn main() {
-    for (fmt, out, inp) in [(Format::Fp4, 1024, 4096), (Format::Fp8, 512, 4096), (Format::Bf16, 256, 4096)] {
+    let only = std::env::var("FMT").ok();
+    for (fmt, out, inp) in [(Format::Fp4, 1024, 4096), (Format::Fp4, 2048, 2048), (Format::Fp8, 512, 4096), (Format::Bf16, 256, 4096)] {
+        if only.as_deref().is_some_and(|f| f != fmt.as_str()) {
+            continue;
+        }
         let w = random_linear(fmt, out, inp, 1);
         for b in [1usize, 2, 4, 8] {
             // pre-quantised (bf16-exact) so the timed call is the kernel alone, `AQ=1` to include
@@ -27,7 +31,7 @@ fn main() {
                         }
                         best = best.min(t.elapsed().as_secs_f64() / 50.0);
                     }
-                    println!("{:?} b{b} {level:?} {fp4:?}: {:.2} GB/s", fmt, stored_bytes(&w) as f64 / best / 1e9);
+                    println!("{:?} {out}x{inp} b{b} {level:?} {fp4:?}: {:.2} GB/s", fmt, stored_bytes(&w) as f64 / best / 1e9);
                 }
             }
         }

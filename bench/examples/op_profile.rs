@@ -81,17 +81,15 @@ fn main() {
     let bm = bench_model(&bench_config_with_ratios(&ratios, 16), 1).expect("the synthetic model");
     let timed = Arc::new(Timed { k: Kernels { level: Level::detect(), fp4: Fp4Math::Exact }, log: Mutex::new(BTreeMap::new()) });
     let mut b = CpuBackend::with_compute(bm.model, CpuKernels::detect(), timed.clone());
-    let t = decode(&mut b, 1, ctx, 1, ActQuant::On, false); // warm-up
+    decode(&mut b, 1, ctx, 1, ActQuant::On, false); // warm-up
     timed.log.lock().unwrap().clear();
-    let t0 = Instant::now();
-    for _ in 0..runs {
-        decode(&mut b, 1, ctx, 1, ActQuant::On, false);
-    }
-    let step = t0.elapsed().as_secs_f64() / runs as f64;
-    let _ = t;
+    // `decode` runs one untimed step, then `runs` timed ones: the log holds runs + 1 steps
+    let t = decode(&mut b, 1, ctx, runs, ActQuant::On, false);
+    let step = t.embed_s + t.blocks_s.iter().sum::<f64>() + t.head_s;
+    let runs = runs + 1;
     let log = timed.log.lock().unwrap();
     let total: f64 = log.values().map(|v| v.1).sum::<f64>() / runs as f64;
-    println!("decode b1 @ {ctx}, layers {ratios:?}: {:.2} ms per step (incl. the synthetic state setup), timed ops {:.2} ms", step * 1e3, total * 1e3);
+    println!("decode b1 @ {ctx}, layers {ratios:?}: {:.2} ms per step (median), timed ops {:.2} ms (mean)", step * 1e3, total * 1e3);
     let mut rows: Vec<_> = log.iter().collect();
     rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     for (k, (calls, s, by)) in rows {

@@ -64,6 +64,18 @@ impl Level {
         }
     }
 
+    /// Whether AVX-512 VBMI (`vpermi2b`) is present too: the FP8 kernel's byte-table decode.
+    pub fn has_avx512_bf16_vbmi() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Level::has_avx512_bf16() && is_x86_feature_detected!("avx512vbmi")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Whether AVX-512 BF16 (`vdpbf16ps`) is present: the FP4 kernel's dot-product path.
     pub fn has_avx512_bf16() -> bool {
         #[cfg(target_arch = "x86_64")]

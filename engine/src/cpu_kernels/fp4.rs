@@ -43,7 +43,7 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): bf16 dot products
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 && Level::has_avx512_bf16() {
-        if let Some(xb) = super::bf16_exact(x, inp, true) {
+        if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::EvenOdd) {
             return batched(m, rows, inp / 2, |b, r, yp| unsafe {
                 let xc = &xb[b.start * inp..b.end * inp];
                 with_batch!(b.len(), rows_avx512_bf16(w, scale, inp, xc, r, yp, n, row0))

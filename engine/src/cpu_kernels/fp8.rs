@@ -38,8 +38,8 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): table decode + bf16 dots
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && Level::has_avx512_bf16() {
-        if let Some(xb) = super::bf16_exact(x, inp, false) {
+    if level == Level::Avx512 && Level::has_avx512_bf16_vbmi() {
+        if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Unpack) {
             return batched(m, rows, inp, |b, r, yp| unsafe {
                 with_batch!(b.len(), rows_avx512_bf16(w, scale, inp, &xb[b.start * inp..b.end * inp], r, yp, n, row0))
             });
@@ -368,9 +368,17 @@ unsafe fn group_rows<const B: usize, const R: usize>(
 static E4M3_BF16: std::sync::LazyLock<[[i16; 32]; 4]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|t| std::array::from_fn(|i| (E4M3[t * 32 + i].to_bits() >> 16) as i16)));
 
-/// AVX-512 BF16 kernel (see the module docs): `x` as bf16 words in natural order.
+/// The high and the low byte of [`E4M3_BF16`]'s 128 entries: the `vpermi2b` tables.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+static E4M3_BF16_BYTES: std::sync::LazyLock<[[u8; 128]; 2]> = std::sync::LazyLock::new(|| {
+    let w = |m: usize| E4M3_BF16[m / 32][m % 32] as u16;
+    [std::array::from_fn(|m| (w(m) >> 8) as u8), std::array::from_fn(|m| w(m) as u8)]
+});
+
+/// AVX-512 BF16 kernel (see the module docs): `x` as bf16 words, each full 64-input group in
+/// [`Bf16Layout::Unpack`](super::Bf16Layout) order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_avx512_bf16<const B: usize>(
     w: &[u8],
@@ -396,7 +404,7 @@ unsafe fn rows_avx512_bf16<const B: usize>(
 
 /// `R` rows of the BF16 kernel together, each x load feeding all of them.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn rows_bf16_r<const B: usize, const R: usize>(
     w: &[u8],
@@ -413,6 +421,10 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
     let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
     let (m40, m8000) = (_mm512_set1_epi16(0x40), _mm512_set1_epi16(0x8000u16 as i16));
+    let tb = &*E4M3_BF16_BYTES;
+    let tbl = |t: usize, h: usize| unsafe { _mm512_loadu_si512(tb[t].as_ptr().add(64 * h) as *const __m512i) };
+    let (hi0, hi1, lo0, lo1) = (tbl(0, 0), tbl(0, 1), tbl(1, 0), tbl(1, 1));
+    let m80 = _mm512_set1_epi8(0x80u8 as i8);
     let bh = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
     let xp = x.as_ptr();
     let kbn = k.div_ceil(BLOCK);
@@ -424,12 +436,35 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
         let start = kb * BLOCK;
         let len = BLOCK.min(k - start);
         let mut p = [[_mm512_setzero_ps(); B]; R];
-        for g in (0..len / 32 * 32).step_by(32) {
-            if g % 64 == 0 {
-                for q in wp {
-                    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(start + g + super::PREFETCH_BYTES) as *const i8);
+        let mut p2 = [[_mm512_setzero_ps(); B]; R];
+        // 64 weights at a time: two byte-table lookups (the bf16's high byte, the sign merged
+        // in, and its low byte; `vpermi2b` reads 7 index bits: the magnitude) interleaved into
+        // words by `vpunpck[lh]bw`, against x in the matching order
+        let full64 = len / 64 * 64;
+        for g in (0..full64).step_by(64) {
+            for q in wp {
+                _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(start + g + super::PREFETCH_BYTES) as *const i8);
+            }
+            let mut wl = [_mm512_setzero_si512(); R];
+            let mut wh = [_mm512_setzero_si512(); R];
+            for j in 0..R {
+                let v = unsafe { _mm512_loadu_si512(wp[j].add(start + g) as *const __m512i) };
+                let hb = _mm512_ternarylogic_epi32::<0xF8>(_mm512_permutex2var_epi8(hi0, v, hi1), v, m80); // | sign
+                let lb = _mm512_permutex2var_epi8(lo0, v, lo1);
+                wl[j] = _mm512_unpacklo_epi8(lb, hb);
+                wh[j] = _mm512_unpackhi_epi8(lb, hb);
+            }
+            for b in 0..B {
+                let xb = unsafe { xp.add(b * k + start + g) };
+                let (xl, xh) = unsafe { (bh(_mm512_loadu_si512(xb as *const __m512i)), bh(_mm512_loadu_si512(xb.add(32) as *const __m512i))) };
+                for j in 0..R {
+                    p[j][b] = _mm512_dpbf16_ps(p[j][b], bh(wl[j]), xl);
+                    p2[j][b] = _mm512_dpbf16_ps(p2[j][b], bh(wh[j]), xh);
                 }
             }
+        }
+        // a trailing 32 (natural order): the 16-bit table decode
+        for g in (full64..len / 32 * 32).step_by(32) {
             let mut wv = [_mm512_setzero_si512(); R];
             for j in 0..R {
                 let v = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(wp[j].add(start + g) as *const __m256i) });
@@ -449,7 +484,7 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
             let s = e8m0[sr[j][kb] as usize];
             let sv = _mm512_set1_ps(s);
             for b in 0..B {
-                acc[j][b] = _mm512_fmadd_ps(p[j][b], sv, acc[j][b]);
+                acc[j][b] = _mm512_fmadd_ps(_mm512_add_ps(p[j][b], p2[j][b]), sv, acc[j][b]);
             }
             if !len.is_multiple_of(32) {
                 let wr = &w[rows[j] * k..(rows[j] + 1) * k];

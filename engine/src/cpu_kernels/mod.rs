@@ -123,12 +123,22 @@ pub(crate) fn batched(m: usize, rows: Range<usize>, bytes_per_row: usize, kern: 
     y
 }
 
+/// How [`bf16_exact`] lays out each full 64-input group of a row (a trailing part stays in
+/// natural order).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bf16Layout {
+    /// [even 32 | odd 32]: the FP4 kernel's low / high nibbles.
+    EvenOdd,
+    /// [the 8-input runs 0, 2, 4, 6 | 1, 3, 5, 7]: what `vpunpcklbw` / `vpunpckhbw` make of 64
+    /// weight bytes (per 16-byte lane: the low 8, then the high 8); the FP8 byte-table decode.
+    Unpack,
+}
+
 /// `x` (rows of `k`) as bf16 words when every value is exactly a bf16 that is zero or normal (no
 /// subnormal, infinity or NaN: what `vdpbf16ps` multiplies exactly), else None. FP8 activation
-/// quantisation leaves exactly such values (e4m3 times a power of two). With `split64` each full
-/// 64-input group is laid out as [even 32 | odd 32] (a trailing part stays in natural order).
+/// quantisation leaves exactly such values (e4m3 times a power of two).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn bf16_exact(x: &[f32], k: usize, split64: bool) -> Option<Vec<u16>> {
+pub(crate) fn bf16_exact(x: &[f32], k: usize, layout: Bf16Layout) -> Option<Vec<u16>> {
     let mut out = vec![0u16; x.len()];
     for (row, orow) in x.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
         for (g, og) in row.chunks(64).zip(orow.chunks_mut(64)) {
@@ -138,7 +148,12 @@ pub(crate) fn bf16_exact(x: &[f32], k: usize, split64: bool) -> Option<Vec<u16>>
                 if b & 0xFFFF != 0 || e == 0x7F80_0000 || (e == 0 && b & 0x7FFF_FFFF != 0) {
                     return None;
                 }
-                let j = if split64 && g.len() == 64 { i / 2 + (i % 2) * 32 } else { i };
+                let j = match layout {
+                    _ if g.len() < 64 => i,
+                    Bf16Layout::EvenOdd => i / 2 + (i % 2) * 32,
+                    // input i = 16·lane + 8·half + r -> word 32·half + 8·lane + r
+                    Bf16Layout::Unpack => (i / 8 % 2) * 32 + (i / 16) * 8 + i % 8,
+                };
                 og[j] = (b >> 16) as u16;
             }
         }
