@@ -1,6 +1,6 @@
 //! Where a batch-1 decode step's time goes, op by op: the synthetic Flash-geometry model (16
 //! experts, layers of the compress ratios in `RATIOS`, default 0,4,128) decoded at `CTX` (4096)
-//! with every heavy op of the CPU kernels timed by a wrapper, reported per op (weight shape and
+//! (or, with `PREFILL=N`, prefilled with N tokens) with every heavy op of the CPU kernels timed by a wrapper, reported per op (weight shape and
 //! format) with the GB/s of the weight bytes it streamed.
 //! `RATIOS=0,0 cargo run --release -p dsv4-bench --example op_profile`
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dsv4_bench::model_bench::decode;
+use dsv4_bench::model_bench::{decode, prefill};
 use dsv4_engine::backend::cpu::{CpuBackend, CpuKernels};
 use dsv4_engine::cpu_kernels::{Fp4Math, Kernels, Level};
 use dsv4_reference::compute::Compute;
@@ -81,15 +81,22 @@ fn main() {
     let bm = bench_model(&bench_config_with_ratios(&ratios, 16), 1).expect("the synthetic model");
     let timed = Arc::new(Timed { k: Kernels { level: Level::detect(), fp4: Fp4Math::Exact }, log: Mutex::new(BTreeMap::new()) });
     let mut b = CpuBackend::with_compute(bm.model, CpuKernels::detect(), timed.clone());
-    decode(&mut b, 1, ctx, 1, ActQuant::On, false); // warm-up
+    // `PREFILL=N`: a prefill of N tokens instead of a decode step
+    let pre: Option<usize> = std::env::var("PREFILL").ok().map(|v| v.parse().expect("PREFILL: a number"));
+    let step = |b: &mut CpuBackend, runs| match pre {
+        Some(n) => prefill(b, n, runs, ActQuant::On, false),
+        None => decode(b, 1, ctx, runs, ActQuant::On, false),
+    };
+    step(&mut b, 1); // warm-up
     timed.log.lock().unwrap().clear();
-    // `decode` runs one untimed step, then `runs` timed ones: the log holds runs + 1 steps
-    let t = decode(&mut b, 1, ctx, runs, ActQuant::On, false);
+    // each call runs one untimed step, then `runs` timed ones: the log holds runs + 1 steps
+    let t = step(&mut b, runs);
     let step = t.embed_s + t.blocks_s.iter().sum::<f64>() + t.head_s;
     let runs = runs + 1;
     let log = timed.log.lock().unwrap();
     let total: f64 = log.values().map(|v| v.1).sum::<f64>() / runs as f64;
-    println!("decode b1 @ {ctx}, layers {ratios:?}: {:.2} ms per step (median), timed ops {:.2} ms (mean)", step * 1e3, total * 1e3);
+    let what = pre.map_or(format!("decode b1 @ {ctx}"), |n| format!("prefill {n}"));
+    println!("{what}, layers {ratios:?}: {:.2} ms per step (median), timed ops {:.2} ms (mean)", step * 1e3, total * 1e3);
     let mut rows: Vec<_> = log.iter().collect();
     rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     for (k, (calls, s, by)) in rows {

@@ -127,6 +127,7 @@ pub(crate) fn batched(m: usize, rows: Range<usize>, bytes_per_row: usize, kern: 
 /// natural order).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bf16Layout {
+    Natural,
     /// [even 32 | odd 32]: the FP4 kernel's low / high nibbles.
     EvenOdd,
     /// [the 8-input runs 0, 2, 4, 6 | 1, 3, 5, 7]: what `vpunpcklbw` / `vpunpckhbw` make of 64
@@ -150,6 +151,7 @@ pub(crate) fn bf16_exact(x: &[f32], k: usize, layout: Bf16Layout) -> Option<Vec<
                 }
                 let j = match layout {
                     _ if g.len() < 64 => i,
+                    Bf16Layout::Natural => i,
                     Bf16Layout::EvenOdd => i / 2 + (i % 2) * 32,
                     // input i = 16·lane + 8·half + r -> word 32·half + 8·lane + r
                     Bf16Layout::Unpack => (i / 8 % 2) * 32 + (i / 16) * 8 + i % 8,
