@@ -445,12 +445,10 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
     let (e4m3, e8m0) = (&*E4M3, &*E8M0);
     let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
-    let (m40, m8000) = (_mm512_set1_epi16(0x40), _mm512_set1_epi16(0x8000u16 as i16));
     let tb = &*E4M3_BF16_BYTES;
     let tbl = |t: usize, h: usize| unsafe { _mm512_loadu_si512(tb[t].as_ptr().add(64 * h) as *const __m512i) };
     let (hi0, hi1, lo0, lo1) = (tbl(0, 0), tbl(0, 1), tbl(1, 0), tbl(1, 1));
     let m80 = _mm512_set1_epi8(0x80u8 as i8);
-    let bh = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
     let xp = x.as_ptr();
     let kbn = k.div_ceil(BLOCK);
     let wp = rows.map(|n| unsafe { w.as_ptr().add(n * k) });
@@ -490,20 +488,7 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
         }
         // a trailing 32 (natural order): the 16-bit table decode
         for g in (full64..len / 32 * 32).step_by(32) {
-            let mut wv = [_mm512_setzero_si512(); R];
-            for j in 0..R {
-                let v = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(wp[j].add(start + g) as *const __m256i) });
-                let lo = _mm512_permutex2var_epi16(tl[0], v, tl[1]);
-                let hi = _mm512_permutex2var_epi16(tl[2], v, tl[3]);
-                let mag = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(v, m40), lo, hi);
-                wv[j] = _mm512_ternarylogic_epi32::<0xF8>(mag, v, m8000); // mag | (v & 0x8000)
-            }
-            for b in 0..B {
-                let xv = bh(unsafe { _mm512_loadu_si512(xp.add(b * k + start + g) as *const __m512i) });
-                for j in 0..R {
-                    p[j][b] = _mm512_dpbf16_ps(p[j][b], bh(wv[j]), xv);
-                }
-            }
+            unsafe { step32::<B, R>(&tl, wp, start + g, xp, k, &mut p) };
         }
         for j in 0..R {
             let s = e8m0[sr[j][kb] as usize];
@@ -528,6 +513,38 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
     }
 }
 
+/// One 32-weight step of the 16-bit table decode: columns `col..col + 32` of each of the `R`
+/// weight rows at `wp` (e4m3) against the same columns of every batch row of x (natural order),
+/// into `p[row][batch]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+#[inline]
+unsafe fn step32<const B: usize, const R: usize>(
+    tl: &[std::arch::x86_64::__m512i; 4],
+    wp: [*const u8; R],
+    col: usize,
+    xp: *const u16,
+    k: usize,
+    p: &mut [[std::arch::x86_64::__m512; B]; R],
+) {
+    use std::arch::x86_64::*;
+    let (m40, m8000) = (_mm512_set1_epi16(0x40), _mm512_set1_epi16(0x8000u16 as i16));
+    let mut wv = [_mm512_setzero_si512(); R];
+    for j in 0..R {
+        let v = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(wp[j].add(col) as *const __m256i) });
+        let lo = _mm512_permutex2var_epi16(tl[0], v, tl[1]);
+        let hi = _mm512_permutex2var_epi16(tl[2], v, tl[3]);
+        let mag = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(v, m40), lo, hi);
+        wv[j] = _mm512_ternarylogic_epi32::<0xF8>(mag, v, m8000); // mag | (v & 0x8000)
+    }
+    for b in 0..B {
+        let xv = bh(unsafe { _mm512_loadu_si512(xp.add(b * k + col) as *const __m512i) });
+        for j in 0..R {
+            p[j][b] = _mm512_dpbf16_ps(p[j][b], bh(wv[j]), xv);
+        }
+    }
+}
+
 /// `R` rows of the BF16 kernel together, each x load feeding all of them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
@@ -546,8 +563,6 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
     let (e4m3, e8m0) = (&*E4M3, &*E8M0);
     let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
-    let (m40, m8000) = (_mm512_set1_epi16(0x40), _mm512_set1_epi16(0x8000u16 as i16));
-    let bh = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
     let xp = x.as_ptr();
     let kbn = k.div_ceil(BLOCK);
     let wp = rows.map(|n| unsafe { w.as_ptr().add(n * k) });
@@ -564,20 +579,7 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
                     _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(start + g + super::PREFETCH_BYTES) as *const i8);
                 }
             }
-            let mut wv = [_mm512_setzero_si512(); R];
-            for j in 0..R {
-                let v = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(wp[j].add(start + g) as *const __m256i) });
-                let lo = _mm512_permutex2var_epi16(tl[0], v, tl[1]);
-                let hi = _mm512_permutex2var_epi16(tl[2], v, tl[3]);
-                let mag = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(v, m40), lo, hi);
-                wv[j] = _mm512_ternarylogic_epi32::<0xF8>(mag, v, m8000); // mag | (v & 0x8000)
-            }
-            for b in 0..B {
-                let xv = bh(unsafe { _mm512_loadu_si512(xp.add(b * k + start + g) as *const __m512i) });
-                for j in 0..R {
-                    p[j][b] = _mm512_dpbf16_ps(p[j][b], bh(wv[j]), xv);
-                }
-            }
+            unsafe { step32::<B, R>(&tl, wp, start + g, xp, k, &mut p) };
         }
         for j in 0..R {
             let s = e8m0[sr[j][kb] as usize];
@@ -600,4 +602,13 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
             unsafe { y.write(b * ldy + rows[j] - row0, _mm512_reduce_add_ps(acc[j][b]) + tail[j][b]) };
         }
     }
+}
+
+/// 32 bf16 words as `vdpbf16ps` takes them (a plain function, always inlined: a closure in a
+/// `target_feature` function was emitted out of line, a call per dot product).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn bh(v: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512bh {
+    // SAFETY: same size, every bit pattern valid
+    unsafe { std::mem::transmute(v) }
 }
