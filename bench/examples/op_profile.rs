@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dsv4_bench::model_bench::{decode, prefill};
+use dsv4_bench::weights::stored_bytes;
 use dsv4_engine::backend::cpu::{CpuBackend, CpuKernels};
 use dsv4_engine::cpu_kernels::{Fp4Math, Kernels, Level};
 use dsv4_reference::compute::Compute;
@@ -35,14 +36,9 @@ fn name(l: &Linear) -> String {
     format!("{f} {}x{}", l.out, l.inp)
 }
 
+/// Stored weight bytes of `rows` of `l` (scales included, pro rata).
 fn bytes(l: &Linear, rows: usize) -> usize {
-    let per = match &l.weight {
-        Weight::Fp4 { .. } => l.inp / 2 + l.inp / 32,
-        Weight::Fp8 { .. } => l.inp,
-        Weight::Bf16(_) => 2 * l.inp,
-        Weight::F32(_) => 4 * l.inp,
-    };
-    per * rows
+    stored_bytes(l) * rows / l.out.max(1)
 }
 
 impl Timed {

@@ -442,7 +442,6 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
     row0: usize,
 ) {
     use std::arch::x86_64::*;
-    let (e4m3, e8m0) = (&*E4M3, &*E8M0);
     let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
     let tb = &*E4M3_BF16_BYTES;
@@ -450,12 +449,9 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
     let (hi0, hi1, lo0, lo1) = (tbl(0, 0), tbl(0, 1), tbl(1, 0), tbl(1, 1));
     let m80 = _mm512_set1_epi8(0x80u8 as i8);
     let xp = x.as_ptr();
-    let kbn = k.div_ceil(BLOCK);
     let wp = rows.map(|n| unsafe { w.as_ptr().add(n * k) });
-    let sr = rows.map(|n| &scale[(n / BLOCK) * kbn..][..kbn]);
-    let mut acc = [[_mm512_setzero_ps(); B]; R];
-    let mut tail = [[0.0f32; B]; R];
-    for kb in 0..kbn {
+    let mut acc = RowSums::<B, R>::new(w, scale, k, x, rows);
+    for kb in 0..k.div_ceil(BLOCK) {
         let start = kb * BLOCK;
         let len = BLOCK.min(k - start);
         let mut p = [[_mm512_setzero_ps(); B]; R];
@@ -491,25 +487,105 @@ unsafe fn rows_bf16_r64<const B: usize, const R: usize>(
             unsafe { step32::<B, R>(&tl, wp, start + g, xp, k, &mut p) };
         }
         for j in 0..R {
-            let s = e8m0[sr[j][kb] as usize];
-            let sv = _mm512_set1_ps(s);
             for b in 0..B {
-                acc[j][b] = _mm512_fmadd_ps(_mm512_add_ps(p[j][b], p2[j][b]), sv, acc[j][b]);
+                p[j][b] = _mm512_add_ps(p[j][b], p2[j][b]);
             }
-            if !len.is_multiple_of(32) {
-                let wr = &w[rows[j] * k..(rows[j] + 1) * k];
+        }
+        acc.close_block(&p, kb);
+    }
+    unsafe { acc.write(y, ldy, row0) };
+}
+
+/// What both BF16 row kernels keep per (weight row, batch row): the scaled block sums, and the
+/// scalar sums of the columns past a block's last full 32.
+#[cfg(target_arch = "x86_64")]
+struct RowSums<'a, const B: usize, const R: usize> {
+    rows: Rows<'a, R>,
+    acc: [[std::arch::x86_64::__m512; B]; R],
+    tail: [[f32; B]; R],
+}
+
+/// The weight rows and x a [`RowSums`] reads (apart from its sums, so that the cold tail path
+/// can borrow them without pinning the vector sums in memory).
+#[cfg(target_arch = "x86_64")]
+struct Rows<'a, const R: usize> {
+    w: &'a [u8],
+    x: &'a [u16],
+    k: usize,
+    rows: [usize; R],
+    /// Each row's e8m0 codes, one per 128-column block.
+    sr: [&'a [u8]; R],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a, const B: usize, const R: usize> RowSums<'a, B, R> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    #[inline]
+    fn new(w: &'a [u8], scale: &'a [u8], k: usize, x: &'a [u16], rows: [usize; R]) -> Self {
+        let kbn = k.div_ceil(BLOCK);
+        let mut sr = [&scale[..0]; R];
+        for j in 0..R {
+            sr[j] = &scale[(rows[j] / BLOCK) * kbn..][..kbn];
+        }
+        RowSums { rows: Rows { w, x, k, rows, sr }, acc: [[std::arch::x86_64::_mm512_setzero_ps(); B]; R], tail: [[0.0; B]; R] }
+    }
+
+    /// Block `kb`'s vector partial sums `p` (its full 32s), times the block's scale, into the
+    /// sums; its trailing `len % 32` columns in scalar.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    #[inline]
+    fn close_block(&mut self, p: &[[std::arch::x86_64::__m512; B]; R], kb: usize) {
+        use std::arch::x86_64::*;
+        let r = &self.rows;
+        for j in 0..R {
+            let sv = _mm512_set1_ps(E8M0[r.sr[j][kb] as usize]);
+            for b in 0..B {
+                self.acc[j][b] = _mm512_fmadd_ps(p[j][b], sv, self.acc[j][b]);
+            }
+        }
+        if !(r.k - kb * BLOCK).min(BLOCK).is_multiple_of(32) {
+            let t = r.tail_columns::<B>(kb);
+            for j in 0..R {
                 for b in 0..B {
-                    let xv = |c: usize| f32::from_bits((x[b * k + c] as u32) << 16);
-                    let t: f32 = (start + len / 32 * 32..start + len).map(|c| xv(c) * e4m3[wr[c] as usize]).sum();
-                    tail[j][b] += t * s;
+                    self.tail[j][b] += t[j][b];
                 }
             }
         }
     }
-    for j in 0..R {
-        for b in 0..B {
-            unsafe { y.write(b * ldy + rows[j] - row0, _mm512_reduce_add_ps(acc[j][b]) + tail[j][b]) };
+
+    /// `y[b * ldy + row - row0]` for every batch row `b` and weight row.
+    ///
+    /// # Safety
+    /// As [`OutPtr::write`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+    #[inline]
+    unsafe fn write(&self, y: OutPtr, ldy: usize, row0: usize) {
+        use std::arch::x86_64::*;
+        for j in 0..R {
+            for b in 0..B {
+                unsafe { y.write(b * ldy + self.rows.rows[j] - row0, _mm512_reduce_add_ps(self.acc[j][b]) + self.tail[j][b]) };
+            }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const R: usize> Rows<'_, R> {
+    /// The columns of block `kb` past its last full 32 (only when `k % 32 != 0`), in scalar,
+    /// times the block's scale.
+    #[cold]
+    #[inline(never)]
+    fn tail_columns<const B: usize>(&self, kb: usize) -> [[f32; B]; R] {
+        let (e4m3, k) = (&*E4M3, self.k);
+        let (start, len) = (kb * BLOCK, BLOCK.min(k - kb * BLOCK));
+        std::array::from_fn(|j| {
+            let s = E8M0[self.sr[j][kb] as usize];
+            let wr = &self.w[self.rows[j] * k..(self.rows[j] + 1) * k];
+            std::array::from_fn(|b| {
+                let xv = |c: usize| f32::from_bits((self.x[b * k + c] as u32) << 16);
+                (start + len / 32 * 32..start + len).map(|c| xv(c) * e4m3[wr[c] as usize]).sum::<f32>() * s
+            })
+        })
     }
 }
 
@@ -560,16 +636,12 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
     row0: usize,
 ) {
     use std::arch::x86_64::*;
-    let (e4m3, e8m0) = (&*E4M3, &*E8M0);
     let t = &*E4M3_BF16;
     let tl: [__m512i; 4] = std::array::from_fn(|i| unsafe { _mm512_loadu_si512(t[i].as_ptr() as *const __m512i) });
     let xp = x.as_ptr();
-    let kbn = k.div_ceil(BLOCK);
     let wp = rows.map(|n| unsafe { w.as_ptr().add(n * k) });
-    let sr = rows.map(|n| &scale[(n / BLOCK) * kbn..][..kbn]);
-    let mut acc = [[_mm512_setzero_ps(); B]; R];
-    let mut tail = [[0.0f32; B]; R];
-    for kb in 0..kbn {
+    let mut acc = RowSums::<B, R>::new(w, scale, k, x, rows);
+    for kb in 0..k.div_ceil(BLOCK) {
         let start = kb * BLOCK;
         let len = BLOCK.min(k - start);
         let mut p = [[_mm512_setzero_ps(); B]; R];
@@ -581,27 +653,9 @@ unsafe fn rows_bf16_r<const B: usize, const R: usize>(
             }
             unsafe { step32::<B, R>(&tl, wp, start + g, xp, k, &mut p) };
         }
-        for j in 0..R {
-            let s = e8m0[sr[j][kb] as usize];
-            let sv = _mm512_set1_ps(s);
-            for b in 0..B {
-                acc[j][b] = _mm512_fmadd_ps(p[j][b], sv, acc[j][b]);
-            }
-            if !len.is_multiple_of(32) {
-                let wr = &w[rows[j] * k..(rows[j] + 1) * k];
-                for b in 0..B {
-                    let xv = |c: usize| f32::from_bits((x[b * k + c] as u32) << 16);
-                    let t: f32 = (start + len / 32 * 32..start + len).map(|c| xv(c) * e4m3[wr[c] as usize]).sum();
-                    tail[j][b] += t * s;
-                }
-            }
-        }
+        acc.close_block(&p, kb);
     }
-    for j in 0..R {
-        for b in 0..B {
-            unsafe { y.write(b * ldy + rows[j] - row0, _mm512_reduce_add_ps(acc[j][b]) + tail[j][b]) };
-        }
-    }
+    unsafe { acc.write(y, ldy, row0) };
 }
 
 /// 32 bf16 words as `vdpbf16ps` takes them (a plain function, always inlined: a closure in a

@@ -93,7 +93,9 @@ fn pool() -> &'static Pool {
     static POOL: OnceLock<&'static Pool> = OnceLock::new();
     POOL.get_or_init(|| {
         let n = wanted_threads();
+        // CPUs 1.. for the workers (the caller usually runs on the first)
         let cpus = allowed_cpus();
+        let pin = cpus.len() >= n && std::env::var("DSV4_PIN").as_deref() != Ok("0");
         let pool: &'static Pool = Box::leak(Box::new(Pool {
             workers: OnceLock::new(),
             epoch: AtomicU64::new(0),
@@ -106,8 +108,7 @@ fn pool() -> &'static Pool {
         }));
         let workers = (1..n)
             .filter_map(|i| {
-                // CPUs 1.. for the workers (the caller usually runs on the first)
-                let cpu = (cpus.len() >= n && std::env::var("DSV4_PIN").as_deref() != Ok("0")).then(|| cpus[i]);
+                let cpu = pin.then(|| cpus[i]);
                 std::thread::Builder::new()
                     .name(format!("dsv4-kernel-{i}"))
                     .spawn(move || worker(pool, cpu))
