@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use dsv4_bench::bandwidth::read_bandwidth_over;
+use dsv4_bench::bandwidth::{bandwidth_buffer, read_bandwidth_over, words};
 use dsv4_engine::cpu_kernels::int8::fp4_gemv_int8;
 use dsv4_engine::cpu_kernels::{fast_linear, Level};
 use dsv4_bench::weights::{random_linear, stored_bytes, Format};
@@ -64,9 +64,9 @@ fn main() {
     let bw1;
     let bwn;
     {
-        let buf: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64 * 0x9E37_79B9).collect(); // 1 GiB
-        bw1 = read_bandwidth_over(&buf, 1, 9);
-        bwn = read_bandwidth_over(&buf, threads, 9);
+        let buf = bandwidth_buffer(1 << 30);
+        bw1 = read_bandwidth_over(words(&buf), 1, 9);
+        bwn = read_bandwidth_over(words(&buf), threads, 9);
     }
     println!("cpu_gemv: level {level:?} (available {:?}), {threads} pool threads", Level::available());
     println!("read-only sum over 1 GiB: 1 thread {bw1:.1} GB/s, {threads} threads {bwn:.1} GB/s (median of 9)");

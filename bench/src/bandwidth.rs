@@ -11,6 +11,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use dsv4_reference::checkpoint::Bytes;
 use rayon::prelude::*;
 
 /// Median of `v` (the upper middle for an even count); NaN for an empty list.
@@ -28,8 +29,22 @@ pub const DEFAULT_BANDWIDTH_BYTES: usize = 1 << 30;
 
 /// A buffer of `bytes` (rounded down to 8) with non-zero contents, so the pages are really
 /// mapped (a zeroed allocation could share the zero page and read from cache).
-pub fn bandwidth_buffer(bytes: usize) -> Vec<u64> {
-    (0..bytes / 8).map(|i| i as u64 * 0x9E37_79B9).collect()
+/// In its own page-aligned huge-page mapping, like the benches' weights ([`Bytes::anon`]), so the
+/// ceiling and the kernels read the same kind of memory.
+pub fn bandwidth_buffer(bytes: usize) -> Bytes {
+    Bytes::anon(bytes / 8 * 8, |v| {
+        for (i, c) in v.chunks_exact_mut(8).enumerate() {
+            c.copy_from_slice(&(i as u64 * 0x9E37_79B9).to_le_bytes());
+        }
+    })
+}
+
+/// `buf` as words (it is page-aligned, so nothing is left over).
+pub fn words(buf: &[u8]) -> &[u64] {
+    // SAFETY: every bit pattern is a valid u64
+    let (head, mid, _) = unsafe { buf.align_to::<u64>() };
+    assert!(head.is_empty(), "the bandwidth buffer is not 8-byte aligned");
+    mid
 }
 
 /// GB/s (1e9 bytes) of a read-only sum over `buf` split into `threads` contiguous parts: one
@@ -74,7 +89,7 @@ pub fn read_bandwidth(threads: usize) -> f64 {
 /// use a smaller buffer; below the LLC size the figure is cache bandwidth, not DRAM).
 pub fn read_bandwidth_sized(threads: usize, bytes: usize, passes: usize) -> f64 {
     let buf = bandwidth_buffer(bytes.max(64));
-    read_bandwidth_over(&buf, threads, passes)
+    read_bandwidth_over(words(&buf), threads, passes)
 }
 
 /// Independent FMA chains per thread: enough vector registers in flight to hide a 4-cycle FMA

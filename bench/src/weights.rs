@@ -52,14 +52,15 @@ impl Rng {
         self.0
     }
 
-    fn fill(&mut self, n: usize, f: impl Fn(u8) -> u8) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v.iter_mut().for_each(|b| *b = f(*b));
-        v
+    /// `n` random bytes mapped by `f`, in their own page-aligned mapping ([`Bytes::anon`]) as
+    /// the synthetic model's weights are: streamed from the heap they measure slower.
+    fn fill(&mut self, n: usize, f: impl Fn(u8) -> u8) -> Bytes {
+        Bytes::anon(n, |v| {
+            for c in v.chunks_mut(8) {
+                let r = self.next().to_le_bytes();
+                c.iter_mut().zip(r).for_each(|(b, r)| *b = f(r));
+            }
+        })
     }
 }
 
@@ -69,17 +70,17 @@ pub fn random_linear(fmt: Format, out: usize, inp: usize, seed: u64) -> Linear {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let weight = match fmt {
         Format::Fp4 => Weight::Fp4 {
-            w: Bytes::from_vec(r.fill(out * inp / 2, |b| b)),
+            w: r.fill(out * inp / 2, |b| b),
             // 2^-9 .. 2^2: the range real expert scales span
-            scale: Bytes::from_vec(r.fill(out * inp / 32, |b| 118 + b % 12)),
+            scale: r.fill(out * inp / 32, |b| 118 + b % 12),
         },
         Format::Fp8 => Weight::Fp8 {
             // 0x7F / 0xFF are NaN in e4m3
-            w: Bytes::from_vec(r.fill(out * inp, |b| if b & 0x7F == 0x7F { b - 1 } else { b })),
-            scale: Bytes::from_vec(r.fill(out.div_ceil(128) * inp.div_ceil(128), |b| 115 + b % 12)),
+            w: r.fill(out * inp, |b| if b & 0x7F == 0x7F { b - 1 } else { b }),
+            scale: r.fill(out.div_ceil(128) * inp.div_ceil(128), |b| 115 + b % 12),
         },
         // sign and a small exponent: values near 1, never Inf/NaN
-        Format::Bf16 => Weight::Bf16(Bytes::from_vec(r.fill(out * inp * 2, |b| (b & 0xBF) | 0x3C))),
+        Format::Bf16 => Weight::Bf16(r.fill(out * inp * 2, |b| (b & 0xBF) | 0x3C)),
     };
     Linear { out, inp, weight }
 }

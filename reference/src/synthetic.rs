@@ -33,7 +33,7 @@ pub struct SynthTensor {
     pub name: String,
     pub dtype: DType,
     pub shape: Vec<usize>,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
 /// splitmix64: tiny, fast, good enough for test weights.
@@ -109,14 +109,15 @@ impl Rng {
 /// `n` random bytes for tensor `name`, each chunk then rewritten in place by `map`; chunk `i`
 /// of [`FAST_CHUNK`] bytes (a multiple of every element size) draws from its own stream, so the
 /// result does not depend on the number of threads.
-fn fast_bytes(seed: u64, name: &str, n: usize, map: impl Fn(&mut [u8]) + Sync) -> Vec<u8> {
+fn fast_bytes(seed: u64, name: &str, n: usize, map: impl Fn(&mut [u8]) + Sync) -> Bytes {
     let key = Rng::for_tensor(seed, name).next_u64();
-    let mut v = vec![0u8; n];
-    v.par_chunks_mut(FAST_CHUNK).enumerate().for_each(|(i, c)| {
-        Rng::for_chunk(key, i).fill(c);
-        map(c);
-    });
-    v
+    // its own page-aligned (huge-page) mapping: the benches stream these from DRAM
+    Bytes::anon(n, |v| {
+        v.par_chunks_mut(FAST_CHUNK).enumerate().for_each(|(i, c)| {
+            Rng::for_chunk(key, i).fill(c);
+            map(c);
+        })
+    })
 }
 
 /// A random byte to an e4m3 code: the sign and the 3 mantissa bits kept, 3 bits choosing the
@@ -181,7 +182,8 @@ impl Builder {
         Rng::for_tensor(self.seed, name)
     }
 
-    fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) {
+    fn push(&mut self, name: String, dtype: DType, shape: Vec<usize>, bytes: impl Into<Bytes>) {
+        let bytes = bytes.into();
         if self.mode != Mode::Shapes {
             debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size_in_bytes(), "{name}");
         }
@@ -203,12 +205,12 @@ impl Builder {
     }
 
     fn bf16(&mut self, name: String, shape: Vec<usize>, values: Vec<f32>) {
-        let bytes = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
         self.push(name, DType::BF16, shape, bytes);
     }
 
     fn f32(&mut self, name: String, shape: Vec<usize>, values: Vec<f32>) {
-        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.push(name, DType::F32, shape, bytes);
     }
 
@@ -315,7 +317,8 @@ impl Builder {
             let e = pow2_exponent(1.0 / (inp as f64).sqrt(), rms);
             let packed = fast_bytes(self.seed, &wname, out * inp / 2, |_| {});
             self.push(wname, DType::I8, vec![out, inp / 2], packed);
-            self.push(format!("{p}.scale"), DType::F8E8M0, vec![out, inp / 32], vec![e8m0_of_exponent(e); out * inp / 32]);
+            let scale = Bytes::anon(out * inp / 32, |v| v.fill(e8m0_of_exponent(e)));
+            self.push(format!("{p}.scale"), DType::F8E8M0, vec![out, inp / 32], scale);
             return;
         }
         let w = self.gaussian(&wname, out * inp, 0.0, 1.0 / (inp as f32).sqrt());
@@ -375,7 +378,7 @@ impl Builder {
             }
             ids.extend_from_slice(&perm[..k]);
         }
-        let bytes = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.push(name, DType::I32, vec![cfg.vocab_size, k], bytes);
     }
 
@@ -495,7 +498,7 @@ pub fn stored_bytes(cfg: &Config) -> usize {
 
 /// An in-memory [`Checkpoint`] holding `tensors` (their buffers moved in, not copied).
 pub fn in_memory_checkpoint(tensors: Vec<SynthTensor>) -> Result<Checkpoint, LoadError> {
-    Checkpoint::from_tensors(tensors.into_iter().map(|t| (t.name, t.dtype, t.shape, Bytes::from_vec(t.bytes))))
+    Checkpoint::from_tensors(tensors.into_iter().map(|t| (t.name, t.dtype, t.shape, t.bytes)))
 }
 
 /// The real DeepSeek-V4-Flash geometry (`Config::flash()`: dim, heads, vocab, expert size, every

@@ -257,3 +257,31 @@ fn bench_config_keeps_the_real_geometry() {
     let small = small_config();
     assert_eq!(stored_bytes(&small), counted_bytes(&small));
 }
+
+#[test]
+fn anonymous_bytes_hold_what_was_written_page_aligned() {
+    use dsv4_reference::checkpoint::Bytes;
+    for len in [0usize, 1, 4095, 4096, 3 << 20] {
+        let b = Bytes::anon(len, |v| v.iter_mut().enumerate().for_each(|(i, x)| *x = (i * 31 % 251) as u8));
+        assert_eq!(b.len(), len);
+        assert!(b.iter().enumerate().all(|(i, &x)| x == (i * 31 % 251) as u8), "len {len}");
+        if len > 0 {
+            assert_eq!(b.as_ptr() as usize % 4096, 0, "len {len}: not page-aligned");
+        }
+        // equal to the same bytes owned, and a clone shares the mapping
+        let owned = Bytes::from_vec(b.to_vec());
+        assert!(b == owned && b.clone().as_ptr() == b.as_ptr());
+        assert!(format!("{b:?}").contains(&format!("{len} bytes")));
+    }
+    let a = Bytes::anon(8, |v| v.fill(1));
+    assert!(a != Bytes::anon(8, |v| v.fill(2)) && a != Bytes::anon(7, |v| v.fill(1)));
+}
+
+#[test]
+fn fast_fill_puts_big_tensors_in_their_own_mappings() {
+    // the streamed matrices of the benchmark model are page-aligned (own mappings), not heap `Vec`s
+    let ts = fast_tensors(&medium_config(), 4);
+    let big: Vec<_> = ts.iter().filter(|t| t.bytes.len() >= 1 << 16 && t.name.contains("experts")).collect();
+    assert!(!big.is_empty());
+    assert!(big.iter().all(|t| t.bytes.as_ptr() as usize % 4096 == 0), "an expert tensor is not page-aligned");
+}
