@@ -141,9 +141,10 @@ impl Bytes {
 
     /// `len` bytes written by `fill`, in their own page-aligned anonymous mapping, on Linux
     /// advised for transparent huge pages (before the first write, so `madvise` mode gives them).
-    /// For generated weights: streamed by the CPU kernels, a `Vec` from the heap (reused,
-    /// scattered 4 KiB pages) read 25-40% slower here than fresh huge pages
-    /// (`bench/examples/call_probe.rs`). Falls back to a `Vec` if the mapping fails.
+    /// For generated weights: FP4 experts in heap `Vec`s, packed beside their scales, streamed
+    /// 10-40% slower in `bench/examples/call_probe.rs` than the same bytes each in its own
+    /// mapping (page size alone does not explain it: one huge-page mapping holding a whole
+    /// file was as slow). Falls back to a `Vec` if the mapping fails.
     pub fn anon(len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
         let Ok(mut m) = memmap2::MmapMut::map_anon(len.max(1)) else {
             let mut v = vec![0u8; len];
