@@ -179,12 +179,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The batched panel path (AVX-512 BF16, batch >= 8 FP8 / >= 32 FP4, inputs a multiple of
+    /// 128): odd row counts, sub-ranges that start and end inside a 32-row panel, token counts
+    /// that split unevenly into micro-kernel chunks, a poisoned weight or scale now and then.
+    #[test]
+    fn batched_panels_match_reference(
+        fp8 in any::<bool>(),
+        out in 1usize..200,
+        inp_units in 1usize..9,
+        m in 8usize..=45,
+        seed in any::<u64>(),
+        sub in any::<(u16, u16)>(),
+        poison in prop::option::of(any::<usize>()),
+    ) {
+        let (fmt, inp) = if fp8 { (Fmt::Fp8, inp_units * 128) } else { (Fmt::Fp4, inp_units.min(8) * 128) };
+        let m = if fp8 { m } else { m.max(32) };
+        let mut lin = random_linear(fmt, out, inp, seed);
+        if let Some(pos) = poison {
+            lin.weight = match &lin.weight {
+                Weight::Fp4 { w, scale } => {
+                    let mut s = scale.to_vec();
+                    let i = pos % s.len();
+                    s[i] = 0xFF;
+                    Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) }
+                }
+                Weight::Fp8 { w, scale } => {
+                    let mut v = w.to_vec();
+                    let i = pos % v.len();
+                    v[i] = 0x7F;
+                    Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() }
+                }
+                _ => unreachable!(),
+            };
+        }
+        let x = random_x(m, inp, seed);
+        check(&lin, &x, 0..out, ActQuant::On)?;
+        let (a, b) = ((sub.0 as usize) % out, (sub.1 as usize) % out);
+        check(&lin, &x, a.min(b)..a.max(b) + 1, ActQuant::On)?;
+    }
+}
+
 #[test]
 fn real_shapes_and_big_batches() {
-    // w2-like and wq_b-like at reduced out, batch 11 (one chunk of 8 and one of 3) and 32 (four
-    // chunks over each row tile), both aq modes.
+    // w2-like and wq_b-like at reduced out, batches 1-64: the row kernels (chunks of 8 over row
+    // tiles: 11 = 8 + 3) and, with AVX-512 BF16, the panel kernel (FP8 from 8, FP4 from 32 at 2048
+    // inputs); both aq modes (Off: x not bf16, so the row kernels).
     for (fmt, out, inp) in [(Fmt::Fp4, 257, 2048), (Fmt::Fp8, 300, 1024), (Fmt::Bf16, 129, 4096), (Fmt::Fp4, 64, 4096)] {
-        for m in [1, 8, 11, 32] {
+        for m in [1, 8, 11, 32, 64] {
             let lin = random_linear(fmt, out, inp, 7 + m as u64);
             let x = random_x(m, inp, 3 + out as u64);
             for aq in [ActQuant::On, ActQuant::Off] {
@@ -214,8 +258,9 @@ fn levels_detected() {
 #[test]
 fn fp8_huge_scales_take_the_exact_path() {
     // e8m0 codes >= 247: 2^8·s would overflow, the batched kernel must not fold it.
-    for m in [1, 3, 8] {
-        let (out, inp) = (130, 300);
+    // inp 256 / 384 at batch 8+: the FP8 panel path (its chunk scale multiplies the sums)
+    for (m, inp) in [(1, 300), (3, 300), (8, 300), (8, 256), (12, 384)] {
+        let out = 130;
         let mut lin = random_linear(Fmt::Fp8, out, inp, 99);
         if let Weight::Fp8 { w, scale } = &lin.weight {
             // weights below 2 in magnitude (exponent field <= 7) so the reference stays finite
@@ -223,7 +268,8 @@ fn fp8_huge_scales_take_the_exact_path() {
             let w: Vec<u8> = w.iter().map(|b| b & 0xBF).collect();
             lin.weight = Weight::Fp8 { w: Bytes::from_vec(w), scale: Bytes::from_vec(s) };
         }
-        let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v * 1e-30).collect();
+        // exactly bf16 (the fast paths' condition), with ActQuant::Off the reference's x too
+        let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| f32::from_bits((v * 1e-30).to_bits() & 0xFFFF_0000)).collect();
         check(&lin, &x, 0..out, ActQuant::Off).unwrap();
     }
 }
@@ -242,7 +288,8 @@ fn fp4_extreme_scales_take_the_unfolded_path() {
                 let s: Vec<u8> = (0..scale.len()).map(|i| codes[(i / 3) % 2]).collect();
                 lin.weight = Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) };
             }
-            for m in [1, 3, 9] {
+            // 33 at inp 256: the FP4 panel path (its per-block f32 scales take any code)
+            for m in [1, 3, 9, 33] {
                 // magnitudes that keep the products finite at 2^127 and normal at 2^-127
                 let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v.clamp(-8.0, 8.0)).collect();
                 check(&lin, &x, 0..37, ActQuant::On).unwrap();

@@ -29,7 +29,8 @@
 //! instead), bit 4 of the index picking the half. That is 8 ops per 64 weights (4 of them
 //! shuffles), then 2 `vdpbf16ps` per batch row against `x` split even/odd per 64 inputs, two
 //! weight rows at a time. `vdpbf16ps` flushes subnormal products and sums to zero: an error
-//! below 2^-126 per product.
+//! below 2^-126 per product. Batches of 32 and more with at most 2048 inputs (where it measured
+//! faster) take the panel kernel instead (`panel`: decode once, reuse across tokens).
 
 use std::ops::Range;
 
@@ -43,6 +44,12 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): bf16 dot products
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 && Level::has_avx512_bf16() {
+        // batches of 8 and more: decode once into a bf16 panel, outer-product micro-kernel
+        if super::panel::applies(m, inp, false) {
+            if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+                return super::panel::fp4(w, scale, inp, &xb, rows);
+            }
+        }
         if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::EvenOdd) {
             return batched(m, rows, inp / 2, |b, r, yp| unsafe {
                 let xc = &xb[b.start * inp..b.end * inp];

@@ -26,7 +26,8 @@
 //! [`Bf16Layout::Unpack`](super::Bf16Layout) lays x out: 5 ops per 64 weights instead of 12,
 //! about 1.5x the batch-1 speed per core (18.6 -> 28.5 GB/s in cache on Zen 4). At batch 8 the
 //! second set of accumulators it needs costs more than the decode saves, so larger batches keep
-//! the 16-bit tables.
+//! the 16-bit tables. Batches of 8 and more take the panel kernel instead (`panel`: decode once
+//! into bf16, reuse across tokens).
 
 use std::ops::Range;
 
@@ -52,6 +53,12 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): table decode + bf16 dots
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx512 && Level::has_avx512_bf16() {
+        // batches of 8 and more: decode once into a bf16 panel, outer-product micro-kernel
+        if super::panel::applies(m, inp, true) {
+            if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+                return super::panel::fp8(w, scale, inp, &xb, rows);
+            }
+        }
         // batches of 1-4 with VBMI: the 64-wide byte-table decode
         let wide = m <= 4 && Level::has_avx512_bf16_vbmi();
         let layout = if wide { super::Bf16Layout::Unpack } else { super::Bf16Layout::Natural };
@@ -395,6 +402,12 @@ static E4M3_BF16_BYTES: std::sync::LazyLock<[[u8; 128]; 2]> = std::sync::LazyLoc
     let w = |m: usize| E4M3_BF16[m / 32][m % 32] as u16;
     [std::array::from_fn(|m| (w(m) >> 8) as u8), std::array::from_fn(|m| w(m) as u8)]
 });
+
+/// [`E4M3_BF16_BYTES`] for the panel kernel.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn e4m3_bf16_bytes() -> &'static [[u8; 128]; 2] {
+    &E4M3_BF16_BYTES
+}
 
 /// AVX-512 BF16 kernel (see the module docs): `x` as bf16 words in natural order.
 #[cfg(target_arch = "x86_64")]

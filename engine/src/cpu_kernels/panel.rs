@@ -1,0 +1,367 @@
+//! Batched FP4 / FP8 GEMM for `m >= MIN_BATCH` tokens on AVX-512 BF16: the weights are decoded
+//! once per call into a small bf16 panel, then an outer-product micro-kernel multiplies it
+//! against every token.
+//!
+//! Why: the row kernels (`fp4`, `fp8`) are dot products, one accumulator per (row, token) with x
+//! read as vectors. At batch 8 that reads 64 bytes of x from L2 per `vdpbf16ps` pair — about
+//! L2's bandwidth — and batches above 8 decode the same weights again for every chunk of 8
+//! tokens: ~200 GFLOP/s of the ~470 the core's `vdpbf16ps` can do (`dsv4 bench cpu`, Zen 4).
+//!
+//! Here the panel holds 32 weight rows x up to 256 inputs as bf16 pairs laid out `[pair][row]`
+//! (two zmm per input pair). The micro-kernel keeps one accumulator per (16 rows, token), up to
+//! [`TOKENS`] tokens at a time: per input pair two panel loads and, per token, one broadcast of the
+//! token's x pair and two `vdpbf16ps`. Both operands come from L1; the decode is shared by all
+//! tokens. The sums of each scale block are multiplied by the block's scale (per row: a vector of
+//! per-lane f32) and added to the accumulators, so every e8m0 code, 0 and 255 included, is applied
+//! as `Linear::forward` applies it.
+//!
+//! The decode reads 16 rows x 64 bytes, transposes the 16x16 dwords in registers (64 shuffles)
+//! so that one vector holds the same 4 bytes of 16 rows, then:
+//! - FP4: byte t of each dword is input pair 4d+t; `vpshufb` copies it into both words, a
+//!   per-word shift leaves the low nibble (and bit 4, which a doubled 32-entry table ignores)
+//!   and the high nibble, and `vpermw` looks up the bf16 e2m1 values. Scale blocks are 32 inputs
+//!   (16 pairs); the e8m0 codes are gathered per row.
+//! - FP8: the VBMI byte tables of `fp8` give each weight's bf16 high and low byte, and two
+//!   `vpermt2b` interleave them into the two pair vectors; a chunk is one 128x128 scale block (one
+//!   scale for all 32 rows: panels start at multiples of 32).
+//!
+//! The results equal `Linear::forward`'s up to the f32 summation order (products are exact,
+//! `vdpbf16ps` flushes subnormal products, as in the row kernels).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::{OutPtr, E2M1, E8M0};
+
+/// Smallest batch that takes the FP8 panel path (below it the row kernels' decode per token is
+/// cheap and the weights stream at the memory's speed).
+pub(crate) const MIN_BATCH: usize = 8;
+
+/// The FP4 panel path's batches and input sizes: where it measured faster than the row kernel
+/// (`dsv4 bench cpu`, Zen 4, 2 threads, weights from DRAM): w2 (4096x2048) at batch 32/64
+/// ~300-340 GFLOP/s against ~200-235, but batch 16 ~180 against ~210; w1 (2048x4096) ~205-210
+/// against ~240 at 8-64 although cache-resident it reaches ~300 (why it loses from DRAM at
+/// 4096 inputs is not found).
+const MIN_BATCH_FP4: usize = 32;
+const MAX_INP_FP4: usize = 2048;
+
+/// Weight rows per panel (two 16-lane vectors).
+const ROWS: usize = 32;
+
+/// Inputs per FP4 panel chunk: 32 rows x 256 inputs of bf16 = 16 KiB, half of L1.
+const KC_FP4: usize = 256;
+
+/// Inputs per FP8 panel chunk: the scale block.
+const KC_FP8: usize = 128;
+
+/// The panel: `KC_FP4 / 2` input pairs x [`ROWS`] dwords (two bf16 each).
+#[repr(C, align(64))]
+struct Panel([u32; KC_FP4 / 2 * ROWS]);
+
+/// Whether the panel path takes this call: AVX-512 BF16 (and VBMI for FP8), enough tokens, and
+/// `inp` a multiple of 128 (whole 64-byte groups per row).
+pub(crate) fn applies(m: usize, inp: usize, fp8: bool) -> bool {
+    use super::Level;
+    let wins = if fp8 { m >= MIN_BATCH } else { m >= MIN_BATCH_FP4 && inp <= MAX_INP_FP4 };
+    wins && inp.is_multiple_of(128)
+        && if fp8 { Level::has_avx512_bf16_vbmi() } else { Level::has_avx512_bf16() }
+}
+
+/// FP4 `y[m, rows.len()]`, `xb` the activations as bf16 (natural order).
+pub(crate) fn fp4(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usize>) -> Vec<f32> {
+    run(k, xb, rows, k / 2, |r, y, ldy, row0| unsafe { fp4_rows(w, scale, k, xb, r, y, ldy, row0) })
+}
+
+/// FP8 `y[m, rows.len()]`, `xb` the activations as bf16 (natural order).
+pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usize>) -> Vec<f32> {
+    run(k, xb, rows, k, |r, y, ldy, row0| unsafe { fp8_rows(w, scale, k, xb, r, y, ldy, row0) })
+}
+
+/// Splits `rows` across the pool (ranges of whole 32-row panels) and zeroes `y`.
+fn run(k: usize, xb: &[u16], rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usize>, OutPtr, usize, usize) + Sync) -> Vec<f32> {
+    let m = xb.len() / k;
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let yp = OutPtr(y.as_mut_ptr());
+    let row0 = rows.start;
+    super::pool::split_rows(rows, ROWS, bytes_per_row.saturating_mul(m), |r| f(r, yp, n, row0));
+    y
+}
+
+/// The 32-row panels (at multiples of 32 rows) that meet `r`, each with the mask of its rows in `r`.
+fn panels(r: Range<usize>) -> impl Iterator<Item = (usize, u32)> {
+    (r.start / ROWS * ROWS..r.end).step_by(ROWS).map(move |p0| {
+        let (lo, hi) = (r.start.max(p0) - p0, r.end.min(p0 + ROWS) - p0);
+        let mask = if hi - lo == 32 { u32::MAX } else { ((1u32 << (hi - lo)) - 1) << lo };
+        (p0, mask)
+    })
+}
+
+/// Scale vectors per block of a panel chunk (per lane: per row; two halves of 16 rows).
+type Scales = [[__m512; 2]; KC_FP4 / 32];
+
+/// `y[t, row - row0] += Σ_blocks sc[blk, row] · Σ_(p in blk) panel[p, row] · x[t, p]` for the
+/// panel's rows in `valid` and `B` tokens; blocks are `bp` pairs (x rows `ldx` pairs apart, y rows
+/// `ldy` apart; `y` points at row `p0` and is touched only at valid lanes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn micro<const B: usize>(panel: &Panel, np: usize, bp: usize, sc: &Scales, x: *const u32, ldx: usize, y: *mut f32, ldy: usize, valid: u32) {
+    let bh = |v: __m512i| -> __m512bh { unsafe { std::mem::transmute(v) } };
+    let pp = panel.0.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 2]; B];
+    for blk in 0..np / bp {
+        // the block's sums, then scaled into acc (B <= 6: 24 accumulators in registers)
+        let mut part = [[_mm512_setzero_ps(); 2]; B];
+        for p in blk * bp..(blk + 1) * bp {
+            let w0 = bh(unsafe { _mm512_load_si512(pp.add(p * ROWS) as *const __m512i) });
+            let w1 = bh(unsafe { _mm512_load_si512(pp.add(p * ROWS + 16) as *const __m512i) });
+            for b in 0..B {
+                let xv = bh(_mm512_set1_epi32(unsafe { *x.add(b * ldx + p) } as i32));
+                part[b][0] = _mm512_dpbf16_ps(part[b][0], w0, xv);
+                part[b][1] = _mm512_dpbf16_ps(part[b][1], w1, xv);
+            }
+        }
+        for b in 0..B {
+            for h in 0..2 {
+                acc[b][h] = _mm512_fmadd_ps(part[b][h], sc[blk][h], acc[b][h]);
+            }
+        }
+    }
+    let masks = [valid as u16, (valid >> 16) as u16];
+    for b in 0..B {
+        for h in 0..2 {
+            if masks[h] != 0 {
+                let yb = y.wrapping_add(b * ldy + 16 * h);
+                // masked-off lanes are neither read nor written (they may lie outside y)
+                let old = unsafe { _mm512_maskz_loadu_ps(masks[h], yb) };
+                unsafe { _mm512_mask_storeu_ps(yb, masks[h], _mm512_add_ps(acc[b][h], old)) };
+            }
+        }
+    }
+}
+
+/// Tokens per micro-kernel call (its accumulators fill the registers).
+const TOKENS: usize = 6;
+
+/// Runs [`micro`] for every chunk of up to [`TOKENS`] of the `m` tokens over one decoded panel
+/// chunk (pairs `c0/2 ..` of x).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn all_tokens(panel: &Panel, np: usize, bp: usize, sc: &Scales, xb: &[u16], k: usize, c0: usize, y: OutPtr, ldy: usize, p0: usize, row0: usize, valid: u32) {
+    let m = xb.len() / k;
+    let x32 = xb.as_ptr() as *const u32;
+    // chunks as even as possible (a chunk of 1-2 tokens is latency-bound)
+    let chunks = m.div_ceil(TOKENS);
+    let mut t0 = 0;
+    for c in 0..chunks {
+        let bt = m * (c + 1) / chunks - t0;
+        let (x, ldx) = (x32.wrapping_add(t0 * k / 2 + c0 / 2), k / 2);
+        // y at (token t0, row p0): p0 may lie before row0 (masked-off lanes)
+        let yb = y.0.wrapping_add(t0 * ldy).wrapping_add(p0).wrapping_sub(row0);
+        unsafe {
+            match bt {
+                1 => micro::<1>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                2 => micro::<2>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                3 => micro::<3>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                4 => micro::<4>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                5 => micro::<5>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                6 => micro::<6>(panel, np, bp, sc, x, ldx, yb, ldy, valid),
+                _ => unreachable!("chunk of {bt} tokens"),
+            }
+        }
+        t0 += bt;
+    }
+}
+
+/// Transposes 16 rows of 16 dwords: afterwards `t[d]` lane `l` is dword `d` of input row `l`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose16(t: &mut [__m512i; 16]) {
+    let mut a = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        a[2 * i] = _mm512_unpacklo_epi32(t[2 * i], t[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(t[2 * i], t[2 * i + 1]);
+    }
+    // b[4i + j], 128-bit lane L: dword 4L + j of rows 4i..4i+3
+    let mut b = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for j in 0..4 {
+        let c0 = _mm512_shuffle_i32x4::<0x88>(b[j], b[4 + j]); // lanes 0, 2 of each
+        let c1 = _mm512_shuffle_i32x4::<0xDD>(b[j], b[4 + j]); // lanes 1, 3
+        let e0 = _mm512_shuffle_i32x4::<0x88>(b[8 + j], b[12 + j]);
+        let e1 = _mm512_shuffle_i32x4::<0xDD>(b[8 + j], b[12 + j]);
+        t[j] = _mm512_shuffle_i32x4::<0x88>(c0, e0);
+        t[8 + j] = _mm512_shuffle_i32x4::<0xDD>(c0, e0);
+        t[4 + j] = _mm512_shuffle_i32x4::<0x88>(c1, e1);
+        t[12 + j] = _mm512_shuffle_i32x4::<0xDD>(c1, e1);
+    }
+}
+
+/// How far ahead in its row [`load16`] prefetches each row (into L2; past the row's end: the same
+/// row of the next panel). A panel reads 32 rows side by side, more streams than the hardware
+/// prefetcher follows. 1 KiB into L2 measured best of the distances and hints tried (Zen 4); a
+/// linear prefetch of the next panel instead lost ~25% on FP8 wo_b at batch 32/64.
+const AHEAD: usize = 1024;
+
+/// 16 rows' 64 bytes at `p(l) + off` (zeros for rows not in `valid`; rows `rb` bytes apart),
+/// transposed; prefetches [`AHEAD`] bytes further.
+#[target_feature(enable = "avx512f")]
+unsafe fn load16(p: impl Fn(usize) -> *const u8, off: usize, valid: u16, rb: usize) -> [__m512i; 16] {
+    let ahead = off + AHEAD;
+    // row l of the next panel starts 32 rows on: p(l) + 32 rb
+    let skip = if ahead < rb { ahead } else { 31 * rb + ahead };
+    for l in 0..16 {
+        if valid >> l & 1 == 1 {
+            // a prefetch never faults
+            _mm_prefetch::<_MM_HINT_T1>(p(l).wrapping_add(skip) as *const i8);
+        }
+    }
+    let mut t: [__m512i; 16] = std::array::from_fn(|l| {
+        if valid >> l & 1 == 1 {
+            unsafe { _mm512_loadu_si512(p(l).add(off) as *const __m512i) }
+        } else {
+            _mm512_setzero_si512()
+        }
+    });
+    unsafe { transpose16(&mut t) };
+    t
+}
+
+/// The FP4 path on rows `r` (see the module docs).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn fp4_rows(w: &[u8], scale: &[u8], k: usize, xb: &[u16], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
+    let (kb, rb) = (k / 32, k / 2);
+    let e2m1: [i16; 32] = std::array::from_fn(|i| (E2M1[i & 15].to_bits() >> 16) as i16);
+    let table = unsafe { _mm512_loadu_si512(e2m1.as_ptr() as *const __m512i) };
+    // pshufb control t: byte t of each dword into both of its words
+    let ctl: [__m512i; 4] = std::array::from_fn(|t| {
+        let c: [u8; 64] = std::array::from_fn(|i| if i % 2 == 1 { 0x80 } else { (i / 4 * 4 + t) as u8 });
+        unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
+    });
+    let shift = _mm512_set1_epi32(4 << 16); // low word: the byte (bits 0-4 index), high: byte >> 4
+    let mff = _mm512_set1_epi32(0xFF);
+    let lane_off = _mm512_mullo_epi32(_mm512_set1_epi32(kb as i32), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    let mut panel = Panel([0; KC_FP4 / 2 * ROWS]);
+    let mut sc: Scales = [[_mm512_setzero_ps(); 2]; KC_FP4 / 32];
+    for (p0, valid) in panels(r) {
+        for c0 in (0..k).step_by(KC_FP4) {
+            let kc = KC_FP4.min(k - c0);
+            for h in 0..2 {
+                let vm = (valid >> (16 * h)) as u16;
+                if vm == 0 {
+                    continue;
+                }
+                let rows16 = p0 + 16 * h;
+                for g in 0..kc / 128 {
+                    let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * rb), c0 / 2 + 64 * g, vm, rb) };
+                    // the 4 blocks' e8m0 codes of each row (one byte each) -> f32 scales per lane
+                    let sp = scale.as_ptr().wrapping_add(rows16 * kb + (c0 + 128 * g) / 32);
+                    if g == 0 && c0 == 0 {
+                        // the next panel's scale rows (the gather waits on each of its lines)
+                        let next = scale.as_ptr().wrapping_add((rows16 + ROWS) * kb);
+                        for off in (0..16 * kb).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(off) as *const i8);
+                        }
+                    }
+                    let codes = unsafe { _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), vm, lane_off, sp as *const i32) };
+                    for q in 0..4 {
+                        let e = _mm512_and_si512(_mm512_srlv_epi32(codes, _mm512_set1_epi32(8 * q as i32)), mff);
+                        sc[4 * g + q][h] = e8m0_f32(e);
+                    }
+                    for (d, &td) in t.iter().enumerate() {
+                        for (tt, c) in ctl.iter().enumerate() {
+                            let i = _mm512_srlv_epi16(_mm512_shuffle_epi8(td, *c), shift);
+                            let v = _mm512_permutexvar_epi16(i, table);
+                            let at = (64 * g + 4 * d + tt) * ROWS + 16 * h;
+                            unsafe { _mm512_store_si512(panel.0.as_mut_ptr().add(at) as *mut __m512i, v) };
+                        }
+                    }
+                }
+            }
+            unsafe { all_tokens(&panel, kc / 2, 16, &sc, xb, k, c0, y, ldy, p0, row0, valid) };
+        }
+    }
+}
+
+/// e8m0 codes (one per dword lane) as f32 `2^(e-127)`: 0 is the subnormal 2^-127, 255 NaN.
+#[target_feature(enable = "avx512f")]
+fn e8m0_f32(e: __m512i) -> __m512 {
+    let bits = _mm512_slli_epi32::<23>(e);
+    let bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), _mm512_set1_epi32(0x0040_0000));
+    let bits = _mm512_mask_mov_epi32(bits, _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32(255)), _mm512_set1_epi32(0x7FC0_0000));
+    _mm512_castsi512_ps(bits)
+}
+
+/// The FP8 path on rows `r` (see the module docs).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi")]
+unsafe fn fp8_rows(w: &[u8], scale: &[u8], k: usize, xb: &[u16], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
+    let kbn = k.div_ceil(128);
+    let tb = super::fp8::e4m3_bf16_bytes();
+    let tbl = |t: usize, h: usize| unsafe { _mm512_loadu_si512(tb[t].as_ptr().add(64 * h) as *const __m512i) };
+    let (hi0, hi1, lo0, lo1) = (tbl(0, 0), tbl(0, 1), tbl(1, 0), tbl(1, 1));
+    let m80 = _mm512_set1_epi8(0x80u8 as i8);
+    // pair 0 of each dword: [low, high byte of input 0, low, high of input 1]; pair 1: inputs 2, 3
+    let pick = |first: usize| {
+        let c: [u8; 64] = std::array::from_fn(|i| ((i / 4 * 4 + first + i % 4 / 2) + 64 * (i % 2)) as u8);
+        unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
+    };
+    let (pick0, pick1) = (pick(0), pick(2));
+    let mut panel = Panel([0; KC_FP4 / 2 * ROWS]);
+    let mut sc: Scales = [[_mm512_setzero_ps(); 2]; KC_FP4 / 32];
+    for (p0, valid) in panels(r) {
+        for c0 in (0..k).step_by(KC_FP8) {
+            let kc = KC_FP8.min(k - c0);
+            for h in 0..2 {
+                let vm = (valid >> (16 * h)) as u16;
+                if vm == 0 {
+                    continue;
+                }
+                let rows16 = p0 + 16 * h;
+                for g in 0..kc / 64 {
+                    let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * k), c0 + 64 * g, vm, k) };
+                    for (d, &v) in t.iter().enumerate() {
+                        let hb = _mm512_ternarylogic_epi32::<0xF8>(_mm512_permutex2var_epi8(hi0, v, hi1), v, m80); // | sign
+                        let lb = _mm512_permutex2var_epi8(lo0, v, lo1);
+                        let at = (32 * g + 2 * d) * ROWS + 16 * h;
+                        let pp = panel.0.as_mut_ptr();
+                        unsafe { _mm512_store_si512(pp.add(at) as *mut __m512i, _mm512_permutex2var_epi8(lb, pick0, hb)) };
+                        unsafe { _mm512_store_si512(pp.add(at + ROWS) as *mut __m512i, _mm512_permutex2var_epi8(lb, pick1, hb)) };
+                    }
+                }
+            }
+            let s = _mm512_set1_ps(E8M0[scale[(p0 / 128) * kbn + c0 / 128] as usize]);
+            sc[0] = [s, s];
+            unsafe { all_tokens(&panel, kc / 2, kc / 2, &sc, xb, k, c0, y, ldy, p0, row0, valid) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_moves_dword_d_of_row_l_to_lane_l_of_vector_d() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let rows: [[u32; 16]; 16] = std::array::from_fn(|l| std::array::from_fn(|d| (l * 100 + d) as u32));
+        let mut t: [__m512i; 16] = std::array::from_fn(|l| unsafe { _mm512_loadu_si512(rows[l].as_ptr() as *const __m512i) });
+        unsafe { transpose16(&mut t) };
+        for (d, v) in t.iter().enumerate() {
+            let mut out = [0u32; 16];
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, *v) };
+            assert_eq!(out, std::array::from_fn(|l| (l * 100 + d) as u32), "vector {d}");
+        }
+    }
+
+    #[test]
+    fn panels_cover_the_range_with_masks() {
+        let v: Vec<_> = panels(5..70).collect();
+        assert_eq!(v, vec![(0, u32::MAX << 5), (32, u32::MAX), (64, 0b11_1111)]);
+        assert_eq!(panels(32..64).collect::<Vec<_>>(), vec![(32, u32::MAX)]);
+        assert_eq!(panels(40..41).collect::<Vec<_>>(), vec![(32, 1 << 8)]);
+    }
+}
