@@ -1,16 +1,29 @@
-//! Cache-resident batched kernel speed (compute without DRAM): a small weight, batches 8-64,
-//! GFLOP/s. `DSV4_THREADS=1 cargo run --release -p dsv4-bench --example batch_cache`.
+//! Cache-resident kernel speed (compute without DRAM): a small weight called repeatedly, GFLOP/s
+//! and GB/s of stored weight bytes. `DSV4_THREADS=1 cargo run --release -p dsv4-bench --example
+//! batch_cache`; `OUT` rows (default 256), `FMT=fp4|fp8` (default both), `INP` (default 4096 for
+//! FP4, 2048 for FP8), `BATCHES` (default 4,8,16,32,64).
 use std::time::Instant;
 
-use dsv4_bench::weights::{activations, random_linear, Format};
+use dsv4_bench::weights::{activations, random_linear, stored_bytes, Format};
 use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Level};
 use dsv4_reference::ActQuant;
 
+fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
-    let out: usize = std::env::var("OUT").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    for (fmt, inp) in [(Format::Fp4, 4096), (Format::Fp8, 2048)] {
+    let out: usize = env("OUT").unwrap_or(256);
+    let fmt_only = std::env::var("FMT").ok();
+    let batches: Vec<usize> = std::env::var("BATCHES")
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![4, 8, 16, 32, 64]);
+    for (fmt, inp) in [(Format::Fp4, env("INP").unwrap_or(4096)), (Format::Fp8, env("INP").unwrap_or(2048))] {
+        if fmt_only.as_deref().is_some_and(|f| f != fmt.as_str()) {
+            continue;
+        }
         let w = random_linear(fmt, out, inp, 1);
-        for b in [4usize, 8, 16, 32, 64] {
+        for &b in &batches {
             let x = quantize_activations(&activations(b, inp), inp);
             let mut best = f64::MAX;
             for _ in 0..5 {
@@ -20,7 +33,8 @@ fn main() {
                 }
                 best = best.min(t.elapsed().as_secs_f64() / 20.0);
             }
-            println!("{:?} {out}x{inp} b{b}: {:.1} GFLOP/s", fmt, 2.0 * (out * inp * b) as f64 / best / 1e9);
+            let gflops = 2.0 * (out * inp * b) as f64 / best / 1e9;
+            println!("{:?} {out}x{inp} b{b}: {gflops:.1} GFLOP/s, {:.1} GB/s", fmt, stored_bytes(&w) as f64 / best / 1e9);
         }
     }
 }

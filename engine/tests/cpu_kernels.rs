@@ -74,7 +74,8 @@ fn random_linear(fmt: Fmt, out: usize, inp: usize, seed: u64) -> Linear {
 
 fn random_x(m: usize, k: usize, seed: u64) -> Vec<f32> {
     let mut r = Rng(seed ^ 0xABCDEF);
-    let mag = [1e-3f32, 0.1, 1.0, 30.0][r.below(4)];
+    // 1000: |x| above 256, where the AVX2 FP8 kernel's x · 2^120 would overflow (its fallback)
+    let mag = [1e-3f32, 0.1, 1.0, 30.0, 1000.0][r.below(5)];
     (0..m * k).map(|_| r.f32() * mag).collect()
 }
 
@@ -290,11 +291,36 @@ fn fp4_extreme_scales_take_the_unfolded_path() {
             }
             // 33 at inp 256: the FP4 panel path (its per-block f32 scales take any code)
             for m in [1, 3, 9, 33] {
-                // magnitudes that keep the products finite at 2^127 and normal at 2^-127
-                let x: Vec<f32> = random_x(m, inp, 5).iter().map(|v| v.clamp(-8.0, 8.0)).collect();
+                // |x| <= 2^-9 keeps the sums finite at 2^125 (code 252): 256 · 6 · 2^125 · 2^-9 < 2^128
+                let x = random_x(m, inp, 5);
+                let top = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let x: Vec<f32> = x.iter().map(|v| v / top / 512.0).collect();
                 check(&lin, &x, 0..37, ActQuant::On).unwrap();
                 check(&lin, &x, 3..30, ActQuant::Off).unwrap();
             }
+        }
+    }
+}
+
+#[test]
+fn fp8_nan_code_anywhere_in_a_row_poisons_it() {
+    // 300 inputs: blocks of 128, 128 and 44 (a 32-byte step, an 8-weight group and 4 scalar
+    // weights): each position of the short block and a few of the full ones, both NaN codes, on
+    // the batch-1-2 kernels (10 = 8 + 2) and the 8-token one.
+    let base = random_linear(Fmt::Fp8, 3, 300, 17);
+    let Weight::Fp8 { w, scale } = &base.weight else { unreachable!() };
+    for pos in (0..128).step_by(37).chain(256..300) {
+        let mut v = w.to_vec();
+        v[300 + pos] = if pos % 2 == 0 { 0x7F } else { 0xFF };
+        let lin = Linear { out: 3, inp: 300, weight: Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() } };
+        for m in [1, 2, 8, 10] {
+            let x = random_x(m, 300, pos as u64);
+            let y = fast_linear(Level::detect(), &lin, &x, 0..3, ActQuant::On);
+            for b in 0..m {
+                assert!(y[b * 3 + 1].is_nan(), "pos {pos} b {b}: row 1 not NaN");
+                assert!(!y[b * 3].is_nan() && !y[b * 3 + 2].is_nan(), "pos {pos} b {b}: NaN leaked");
+            }
+            check(&lin, &x, 0..3, ActQuant::On).unwrap();
         }
     }
 }
