@@ -112,6 +112,32 @@ fn check(lin: &Linear, x: &[f32], rows: std::ops::Range<usize>, aq: ActQuant) ->
     Ok(())
 }
 
+/// `weight` with one NaN planted at `pos` (modulo its size): an FP4 scale of 0xFF, an FP8 code
+/// 0x7F or 0xFF (by the parity of `pos`), a BF16 NaN.
+fn poisoned(weight: &Weight, pos: usize) -> Weight {
+    match weight {
+        Weight::Fp4 { w, scale } => {
+            let mut s = scale.to_vec();
+            let i = pos % s.len();
+            s[i] = 0xFF;
+            Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) }
+        }
+        Weight::Fp8 { w, scale } => {
+            let mut v = w.to_vec();
+            let i = pos % v.len();
+            v[i] = if pos.is_multiple_of(2) { 0x7F } else { 0xFF };
+            Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() }
+        }
+        Weight::Bf16(w) => {
+            let mut v = w.to_vec();
+            let i = (pos % (v.len() / 2)) * 2;
+            v[i..i + 2].copy_from_slice(&0x7FC0u16.to_le_bytes());
+            Weight::Bf16(Bytes::from_vec(v))
+        }
+        Weight::F32(_) => unreachable!("the tests build no F32 weights"),
+    }
+}
+
 fn fmt_strategy() -> impl Strategy<Value = Fmt> {
     prop_oneof![Just(Fmt::Fp4), Just(Fmt::Fp8), Just(Fmt::Bf16)]
 }
@@ -153,28 +179,7 @@ proptest! {
     ) {
         let inp = inp_units * 32 + if matches!(fmt, Fmt::Fp4) { 0 } else { 7 };
         let mut lin = random_linear(fmt, out, inp, seed);
-        // poison one weight code or scale
-        lin.weight = match &lin.weight {
-            Weight::Fp4 { w, scale } => {
-                let mut s = scale.to_vec();
-                let i = pos % s.len();
-                s[i] = 0xFF;
-                Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) }
-            }
-            Weight::Fp8 { w, scale } => {
-                let mut v = w.to_vec();
-                let i = pos % v.len();
-                v[i] = if pos % 2 == 0 { 0x7F } else { 0xFF };
-                Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() }
-            }
-            Weight::Bf16(w) => {
-                let mut v = w.to_vec();
-                let i = (pos % (v.len() / 2)) * 2;
-                v[i..i + 2].copy_from_slice(&0x7FC0u16.to_le_bytes());
-                Weight::Bf16(Bytes::from_vec(v))
-            }
-            Weight::F32(_) => unreachable!(),
-        };
+        lin.weight = poisoned(&lin.weight, pos);
         let x = random_x(m, inp, seed);
         check(&lin, &x, 0..out, ActQuant::On)?;
     }
@@ -200,21 +205,7 @@ proptest! {
         let m = if fp8 { m } else { m.max(32) };
         let mut lin = random_linear(fmt, out, inp, seed);
         if let Some(pos) = poison {
-            lin.weight = match &lin.weight {
-                Weight::Fp4 { w, scale } => {
-                    let mut s = scale.to_vec();
-                    let i = pos % s.len();
-                    s[i] = 0xFF;
-                    Weight::Fp4 { w: w.clone(), scale: Bytes::from_vec(s) }
-                }
-                Weight::Fp8 { w, scale } => {
-                    let mut v = w.to_vec();
-                    let i = pos % v.len();
-                    v[i] = 0x7F;
-                    Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() }
-                }
-                _ => unreachable!(),
-            };
+            lin.weight = poisoned(&lin.weight, pos);
         }
         let x = random_x(m, inp, seed);
         check(&lin, &x, 0..out, ActQuant::On)?;
@@ -308,11 +299,9 @@ fn fp8_nan_code_anywhere_in_a_row_poisons_it() {
     // weights): each position of the short block and a few of the full ones, both NaN codes, on
     // the batch-1-2 kernels (10 = 8 + 2) and the 8-token one.
     let base = random_linear(Fmt::Fp8, 3, 300, 17);
-    let Weight::Fp8 { w, scale } = &base.weight else { unreachable!() };
     for pos in (0..128).step_by(37).chain(256..300) {
-        let mut v = w.to_vec();
-        v[300 + pos] = if pos % 2 == 0 { 0x7F } else { 0xFF };
-        let lin = Linear { out: 3, inp: 300, weight: Weight::Fp8 { w: Bytes::from_vec(v), scale: scale.clone() } };
+        // row 1, input pos
+        let lin = Linear { out: 3, inp: 300, weight: poisoned(&base.weight, 300 + pos) };
         for m in [1, 2, 8, 10] {
             let x = random_x(m, 300, pos as u64);
             let y = fast_linear(Level::detect(), &lin, &x, 0..3, ActQuant::On);

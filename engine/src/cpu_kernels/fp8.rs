@@ -295,7 +295,7 @@ unsafe fn row_den<const G: usize, const C: usize>(wr: &[u8], sr: &[u8], k: usize
         let mut i = 0;
         while i + 32 <= len {
             let at = start + i;
-            if at % 64 == 0 {
+            if at.is_multiple_of(64) {
                 // as `rows_avx2`: one line per 64 bytes, PREFETCH_BYTES ahead (never faults)
                 _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(at + super::PREFETCH_BYTES) as *const i8);
             }
