@@ -98,7 +98,10 @@ fn check(lin: &Linear, x: &[f32], rows: std::ops::Range<usize>, aq: ActQuant) ->
                     g.is_nan() == e.is_nan(),
                     "{level:?} NaN mismatch at b={b} row={row}: got {g}, want {e}"
                 );
-                if !e.is_nan() {
+                if e.is_infinite() {
+                    // an infinite input: the sign of the sum does not depend on the order
+                    prop_assert_eq!(g, e, "{:?} b={} row={}", level, b, row);
+                } else if !e.is_nan() {
                     let tol = 1e-5 * mag + 1e-30;
                     prop_assert!(
                         (g - e).abs() <= tol,
@@ -311,5 +314,70 @@ fn fp8_nan_code_anywhere_in_a_row_poisons_it() {
             }
             check(&lin, &x, 0..3, ActQuant::On).unwrap();
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// FP4 on FP8-quantised activations (the AVX2 integer-digit kernel, one layout per chunk
+    /// of 8 tokens: 11 = 8 + 3): blocks with values far below their largest (remainders added
+    /// in f32 after each row), from none to more than the kernel takes (it declines: the f32
+    /// kernels), zero blocks, odd block counts, sub-ranges of rows, now and then a NaN scale
+    /// or a NaN / infinite input.
+    #[test]
+    fn fp4_quantised_with_remainders(
+        out in 1usize..90,
+        kb in 1usize..70,
+        m in 1usize..=11,
+        seed in any::<u64>(),
+        tiny in prop::collection::vec((any::<usize>(), 0usize..5), 0..24),
+        poison in prop::option::of(any::<usize>()),
+        bad_x in prop::option::of((any::<usize>(), any::<bool>())),
+        sub in any::<(u16, u16)>(),
+        sparse in any::<bool>(),
+    ) {
+        let inp = kb * 32;
+        let mut lin = random_linear(Fmt::Fp4, out, inp, seed);
+        if let Some(pos) = poison {
+            lin.weight = poisoned(&lin.weight, pos);
+        }
+        let mut x = quantize_activations(&random_x(m, inp, seed), inp);
+        if sparse {
+            // only the planted blocks: their remainders are then a visible part of each sum
+            let keep: Vec<usize> = tiny.iter().map(|&(pos, _)| pos % x.len() / 32).collect();
+            for (blk, v) in x.chunks_mut(32).enumerate() {
+                if !keep.contains(&blk) {
+                    v.fill(0.0);
+                }
+            }
+        }
+        for &(pos, kind) in &tiny {
+            let i = pos % x.len();
+            let blk = &mut x[i / 32 * 32..][..32];
+            let top = blk.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            if kind == 4 {
+                // one large value over 31 that are all remainder: their sum is far above the
+                // tolerance, so a lost remainder shows
+                for (j, v) in blk.iter_mut().enumerate().skip(1) {
+                    *v = top * 2f32.powi(-16) * (1.0 + j as f32 / 32.0) * if (pos >> j) & 1 == 0 { 1.0 } else { -1.0 };
+                }
+                continue;
+            }
+            blk[i % 32] = match kind {
+                0 => top * 2f32.powi(-13) * 1.25, // below the block's digit unit
+                1 => -top * 2f32.powi(-20),
+                2 => 0.0,
+                _ => 1e-35, // alone in a zero block: a block too small for digits
+            };
+        }
+        if let Some((pos, nan)) = bad_x {
+            let i = pos % x.len();
+            x[i] = if nan { f32::NAN } else { f32::INFINITY };
+        }
+        // ActQuant::Off: the reference multiplies this very x
+        check(&lin, &x, 0..out, ActQuant::Off)?;
+        let (a, b) = ((sub.0 as usize) % out, (sub.1 as usize) % out);
+        check(&lin, &x, a.min(b)..a.max(b) + 1, ActQuant::Off)?;
     }
 }

@@ -5,7 +5,11 @@
 //! same `w` the reference dequantises) and accumulated as `x · w` in f32, so the result is
 //! `Linear::forward`'s up to the f32 summation order.
 //!
-//! AVX2: 4 code bytes are broadcast to 8 lanes, `vpsrlvd` puts nibble i in lane i, `vpermps`
+//! AVX2, activations that split into small integers (FP8-quantised ones: what the model feeds
+//! every FP4 GEMV): the exact integer kernel of `fp4_int`, at every batch size. The f32 decode
+//! kernels below take the rest (e.g. activations that skipped the quantisation).
+//!
+//! AVX2 f32 decode: 4 code bytes are broadcast to 8 lanes, `vpsrlvd` puts nibble i in lane i, `vpermps`
 //! looks up the magnitude (3 low bits) in an 8-entry table whose entries are pre-XORed with
 //! `m << 28`, and XOR with `idx << 28` then cancels that and sets the sign bit (bit 3 of the
 //! nibble lands in bit 31): 4 integer/shuffle ops + 1 scale multiply per 8 weights, then one
@@ -34,7 +38,9 @@
 
 use std::ops::Range;
 
-use super::{batched, with_batch, Level, OutPtr, E2M1, E8M0};
+#[cfg(target_arch = "x86_64")]
+use super::fp4_int::{rows as fp4_int_rows, DigitX};
+use super::{batched, with_batch, Level, OutPtr, E2M1, E8M0, MAX_BATCH};
 
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
 pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
@@ -66,10 +72,18 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
                 with_batch!(b.len(), rows_avx512(w, scale, inp, &xs[b.start * inp..b.end * inp], r, yp, n, row0))
             })
         }
-        // AVX2 batch 1-2: the shuffle-only decode (cheapest per weight) on the even/odd split;
-        // 3-8: the `vpermps` decode with the scale folded into the weights (fewest ops per row)
+        // AVX2: the integer kernel where x splits into integer digits; otherwise batch 1-2 the
+        // shuffle-only decode (cheapest per weight) on the even/odd split, 3-8 the `vpermps`
+        // decode with the scale folded into the weights (fewest ops per row)
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
+            // one digit layout per batch chunk of `batched`
+            let dx: Option<Vec<DigitX>> = x.chunks(MAX_BATCH * inp).map(|xc| DigitX::new(xc, inp)).collect();
+            if let Some(dx) = dx {
+                return batched(m, rows, inp / 2, |b, r, yp| unsafe {
+                    with_batch!(b.len(), fp4_int_rows(w, scale, inp, &dx[b.start / MAX_BATCH], r, yp, n, row0))
+                });
+            }
             let xs = split_even_odd(x);
             batched(m, rows, inp / 2, |b, r, yp| unsafe {
                 let (xs, xc) = (&xs[b.start * inp..b.end * inp], &x[b.start * inp..b.end * inp]);
@@ -145,6 +159,28 @@ const fn perm_table() -> [i32; 8] {
     t
 }
 
+/// The constants of [`decode8`]: the `vpermps` table and the per-lane nibble shifts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) fn decode8_consts() -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::*;
+    let t = perm_table();
+    let table = _mm256_castsi256_ps(_mm256_setr_epi32(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]));
+    (table, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28))
+}
+
+/// The 8 e2m1 values of 4 code bytes (`word`, little-endian: lane i = nibble i), unscaled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn decode8(word: i32, table: std::arch::x86_64::__m256, shifts: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let idx = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
+    let mag = _mm256_permutevar8x32_ps(table, idx);
+    let sgn = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+    _mm256_xor_ps(mag, sgn)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -161,9 +197,7 @@ unsafe fn rows_avx2<const B: usize>(
     use std::arch::x86_64::*;
     debug_assert!(r.end * k / 2 <= w.len() && r.end * (k / 32) <= scale.len() && x.len() >= B * k);
     let e8m0 = &*E8M0;
-    let t = perm_table();
-    let table = _mm256_castsi256_ps(_mm256_setr_epi32(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]));
-    let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    let (table, shifts) = decode8_consts();
     let kb = k / 32;
     let rb = k / 2;
     let xp = x.as_ptr();
@@ -184,10 +218,7 @@ unsafe fn rows_avx2<const B: usize>(
             let s = _mm256_set1_ps(unsafe { *e8m0.get_unchecked(*sp.add(blk) as usize) });
             for g in 0..4 {
                 let word = unsafe { (bp.add(g * 4) as *const i32).read_unaligned() };
-                let idx = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);
-                let mag = _mm256_permutevar8x32_ps(table, idx);
-                let sgn = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
-                let ws = _mm256_mul_ps(_mm256_xor_ps(mag, sgn), s);
+                let ws = _mm256_mul_ps(decode8(word, table, shifts), s);
                 let u = if B == 1 { g } else if B == 2 { g % 2 } else { 0 };
                 for b in 0..B {
                     let xv = unsafe { _mm256_loadu_ps(xp.add(b * k + blk * 32 + g * 8)) };

@@ -29,6 +29,8 @@ pub mod bf16;
 pub mod compute;
 pub mod dispatch;
 pub mod fp4;
+#[cfg(target_arch = "x86_64")]
+mod fp4_int;
 pub mod fp8;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
@@ -56,9 +58,10 @@ pub enum Fp4Math {
     /// The model's arithmetic (f32 products of the exact weights): the default.
     #[default]
     Exact,
-    /// Activations re-quantised to int8 per 32 inputs, integer dot products ([`int8`]): about
-    /// 2x the exact kernel on AVX2, about the same on AVX-512 BF16; 3e-4 median relative error
-    /// per dot (`engine/tests/cpu_kernels_int8.rs`).
+    /// Activations re-quantised to int8 per 32 inputs, integer dot products ([`int8`]): on
+    /// AVX2 about the exact kernel's speed at batch 1 (that one is integer too, `fp4_int.rs`) and
+    /// 1.3-1.6x at batch 4-8 on a Zen 3 host, about the same on AVX-512 BF16; 3e-4 median
+    /// relative error per dot (`engine/tests/cpu_kernels_int8.rs`).
     Int8,
 }
 
