@@ -13,6 +13,9 @@ fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 fn main() {
+    // the core's FMA rate now (a shared host's speed moves between runs): each line's % of it
+    let peak = dsv4_bench::bandwidth::fma_gflops_with(1, 2_000_000, 5);
+    println!("FMA peak, 1 thread: {peak:.1} GFLOP/s");
     let out: usize = env("OUT").unwrap_or(256);
     let fmt_only = std::env::var("FMT").ok();
     let batches: Vec<usize> = std::env::var("BATCHES")
@@ -34,7 +37,7 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64() / 20.0);
             }
             let gflops = 2.0 * (out * inp * b) as f64 / best / 1e9;
-            println!("{:?} {out}x{inp} b{b}: {gflops:.1} GFLOP/s, {:.1} GB/s", fmt, stored_bytes(&w) as f64 / best / 1e9);
+            println!("{:?} {out}x{inp} b{b}: {gflops:.1} GFLOP/s ({:.0}% of FMA), {:.1} GB/s", fmt, 100.0 * gflops / peak, stored_bytes(&w) as f64 / best / 1e9);
         }
     }
 }

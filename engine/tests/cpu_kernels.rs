@@ -191,21 +191,28 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// The batched panel path (AVX-512 BF16, batch >= 8 FP8 / >= 32 FP4, inputs a multiple of
-    /// 128): odd row counts, sub-ranges that start and end inside a 32-row panel, token counts
-    /// that split unevenly into micro-kernel chunks, a poisoned weight or scale now and then.
+    /// The batched panel paths (AVX-512 BF16: batch >= 8 FP8 / >= 32 FP4, inputs a multiple of
+    /// 128; AVX2: batch >= 4 FP8 with inputs a multiple of 32 and BF16 with a multiple of 16):
+    /// odd row counts, sub-ranges that start and end inside a panel or a 128-row scale block,
+    /// token counts that split unevenly into micro-kernel chunks, a poisoned weight or scale now
+    /// and then.
     #[test]
     fn batched_panels_match_reference(
-        fp8 in any::<bool>(),
-        out in 1usize..200,
+        fmt in fmt_strategy(),
+        out in 1usize..300,
         inp_units in 1usize..9,
-        m in 8usize..=45,
+        odd in any::<bool>(),
+        m in 4usize..=45,
         seed in any::<u64>(),
         sub in any::<(u16, u16)>(),
         poison in prop::option::of(any::<usize>()),
     ) {
-        let (fmt, inp) = if fp8 { (Fmt::Fp8, inp_units * 128) } else { (Fmt::Fp4, inp_units.min(8) * 128) };
-        let m = if fp8 { m } else { m.max(32) };
+        // FP8 / BF16: now and then a size that is a multiple of 32 / 16 only (the AVX2 panels)
+        let (m, inp) = match fmt {
+            Fmt::Fp8 => (m, inp_units * 128 - if odd { 96 } else { 0 }),
+            Fmt::Bf16 => (m, inp_units * 128 - if odd { 112 } else { 0 }),
+            Fmt::Fp4 => (m.max(32), inp_units.min(8) * 128),
+        };
         let mut lin = random_linear(fmt, out, inp, seed);
         if let Some(pos) = poison {
             lin.weight = poisoned(&lin.weight, pos);

@@ -3,6 +3,8 @@
 //! AVX2: 16 weights (32 bytes) per step; `and 0xFFFF0000` gives the odd elements as f32 and
 //! `<< 16` the even ones, so `x` is pre-arranged once per call into [even 8 | odd 8] groups.
 //! AVX-512: the same on 32 weights (64 bytes) per step, `x` in [even 16 | odd 16] groups.
+//! AVX2 at batch 8 and more: the same decode once into an f32 panel shared by all tokens
+//! (`panel_avx2`).
 
 use std::ops::Range;
 
@@ -25,6 +27,8 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
             })
         }
         #[cfg(target_arch = "x86_64")]
+        Level::Avx2 if super::panel_avx2::applies_bf16(m, inp) => super::panel_avx2::bf16(w, inp, x, rows),
+        #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
             let xs = deinterleave(x, inp, 16);
             batched(m, rows, inp * 2, |b, r, yp| unsafe {
@@ -36,7 +40,7 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
 }
 
 /// Each full group of `n` inputs (`n` even) as [x0 x2 .. | x1 x3 ..]; the tail as is.
-fn deinterleave(x: &[f32], k: usize, n: usize) -> Vec<f32> {
+pub(crate) fn deinterleave(x: &[f32], k: usize, n: usize) -> Vec<f32> {
     let mut o = x.to_vec();
     for (row, orow) in x.chunks(k).zip(o.chunks_mut(k)) {
         for (g, og) in row.chunks_exact(n).zip(orow.chunks_exact_mut(n)) {

@@ -11,6 +11,8 @@
 //!
 //! AVX2 at batch 1-2 (and |x| < 256): a cheaper exact decode with no conversion, see
 //! `rows_avx2_den`: the e4m3 bits shifted into an f32 make `w · 2^-120`, and x is scaled by 2^120.
+//! AVX2 at batch 8 and more: the same decode once into an f32 panel, x scaled by 2^120 · scale
+//! per block, a register-blocked micro-kernel (`panel_avx2`).
 //!
 //! AVX-512: the same decode 32 weights at a time (`vpmovzxbw`, shift into the high byte, the
 //! arithmetic shift and mask, two 16-lane `vcvtph2ps`), NaN codes caught by one compare into a
@@ -75,6 +77,11 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
                 }
             });
         }
+    }
+    // AVX2, batches of 8 and more: decode once into an f32 panel, 3x4 register-blocked FMAs
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx2 && super::panel_avx2::applies_fp8(m, inp, scale, &rows, x) {
+        return super::panel_avx2::fp8(w, scale, inp, x, rows);
     }
     // AVX2: x times 2^120 when that stays finite, for the shift-and-mask decode (`rows_avx2_den`)
     // (for chunks of 1-2 tokens: all of a small batch, the last chunk of 8 of a large one)

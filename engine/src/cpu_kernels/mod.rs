@@ -18,7 +18,8 @@
 //! With AVX-512 BF16 and activations that are exactly bf16 (always so after the FP8 activation
 //! quantisation) FP4 and FP8 multiply with `vdpbf16ps`; see `fp4` and `fp8`. There, batches of 8
 //! and more (FP8) or 32 and more with at most 2048 inputs (FP4) decode each weight panel once into
-//! bf16 and multiply it against all the tokens (`panel`).
+//! bf16 and multiply it against all the tokens (`panel`). On AVX2, FP8 and BF16 batches of 8 and
+//! more do the same with an f32 panel (`panel_avx2`); FP4 keeps its integer row kernel.
 
 // Kernels index several same-length arrays by batch row and take the same 8 arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -35,6 +36,8 @@ pub mod fp8;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
 mod panel;
+#[cfg(target_arch = "x86_64")]
+mod panel_avx2;
 pub mod pool;
 
 use std::ops::Range;

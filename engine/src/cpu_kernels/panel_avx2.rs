@@ -1,0 +1,382 @@
+//! Batched FP8 / BF16 GEMM for AVX2: each weight is decoded once per call into a small f32
+//! panel (its scale folded in), then a register-blocked micro-kernel multiplies the panel
+//! against every token.
+//!
+//! Why: the row kernels (`fp8`, `bf16`) keep one accumulator per (row, token) and re-read each
+//! token's x for every weight row: at batch 8 and more that is two loads per FMA (x from L2 once
+//! `inp` x tokens outgrows L1), and the decode is repeated for every chunk of 8 tokens. They
+//! reach ~40 GFLOP/s per Zen 3 core of the ~90-100 its two FMA pipes can do; this kernel
+//! ~57 at batch 8 and ~67-70 at 16-32 (`batch_cache`, FP8 256x2048, one core, best of runs).
+//!
+//! Here a panel holds [`RP`] weight rows x [`KC`] inputs as f32 (12 KiB, in L1 beside the 8 KiB
+//! of x the micro-kernel reads). The micro-kernel takes 3 rows x up to 4 tokens: per 8 inputs
+//! 3 panel loads, 4 x loads and 12 FMAs into 12 accumulators that stay in registers (16 ymm in
+//! all), so it runs at the FMA pipes' rate. Lanes run along the inputs (dot-product form, no
+//! transpose); the accumulators live in memory between chunks and are summed across lanes once
+//! per row and token.
+//!
+//! Decodes (both exact):
+//! - FP8: `vpmovsxbd`, a shift by 20 and a mask put an e4m3 byte's exponent and mantissa in an
+//!   f32 as `w · 2^-120` (as `fp8::rows_avx2_den`; e4m3 subnormals become f32 subnormals, which
+//!   Zen 3's FMA takes at full speed but its multiply does not, so the panel holds them as they
+//!   are). The scale goes into x instead: per 128-row block, x is copied once with each
+//!   128-input block times `2^120 · scale` (`2^(code - 7)`), so an FMA forms
+//!   `(x · 2^120 · s) · (w · 2^-120)` = `x · w · s`, rounded once. That copy is exact when every
+//!   nonzero `|x| · 2^(code - 7)` is a normal f32, which [`applies_fp8`] checks for the whole
+//!   call (activations and checkpoint scales are far inside it); otherwise the row kernels run.
+//!   NaN codes (finite after this decode) are caught on the bytes and make their row's outputs
+//!   NaN, as in the reference.
+//! - BF16: `and 0xFFFF0000` / `<< 16` on 16 weights give the odd / even elements as f32, with x
+//!   laid out in [even 8 | odd 8] groups (as `bf16::rows_avx2`).
+//!
+//! The results equal `Linear::forward`'s up to the f32 summation order: products are exact and
+//! scaling by a power of two commutes with rounding (except for products below 2^-126, which
+//! the reference forms before scaling and this kernel after).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::OutPtr;
+
+/// Smallest batch that takes the panel path. `dsv4 bench cpu --quick`, Zen 3, 2 threads, weights
+/// from DRAM, two alternating runs each (GB/s, row kernels -> panel): batch 8 FP8 wq_b 3.5/4.8
+/// -> 4.4/4.5, wo_b 5.0/3.8 -> 6.2/6.5, BF16 head 8.1/9.8 -> 12.0/11.7; batch 32 FP8 1.1-1.6 ->
+/// 1.5-2.1, head 2.1/2.4 -> 3.7/4.0; but batch 4 wq_b 7.9/10.6 -> 5.7/6.7 and head 16.1/19.4 ->
+/// 17.9/13.9: at 4 tokens the row kernels' decode per token still streams faster.
+pub(crate) const MIN_BATCH: usize = 8;
+
+/// Rows per panel: two micro-kernel triples (12 rows x 256 inputs measured the same).
+const RP: usize = 6;
+
+/// Inputs per panel chunk (a multiple of 128, the FP8 scale block).
+const KC: usize = 512;
+
+/// Tokens per micro-kernel call (3 x 4 accumulators fill the registers with the 3 panel
+/// vectors and one x vector).
+const TOKENS: usize = 4;
+
+/// Prefetch distance along a weight row (bytes, into L2): a panel reads 12 rows side by side,
+/// more streams than the hardware prefetcher follows.
+const AHEAD: usize = 1024;
+
+/// Panel row stride in floats: not a multiple of 1 KiB, so the 3 rows the micro-kernel reads
+/// side by side do not meet in the same L1 bank.
+const PS: usize = KC + 8;
+
+/// A panel: [`RP`] rows of [`KC`] f32, [`PS`] apart.
+#[repr(C, align(32))]
+struct Panel([f32; RP * PS]);
+
+/// Accumulators of one (row triple, token chunk): `[3 rows][TOKENS tokens]`.
+type Acc = [__m256; 3 * TOKENS];
+
+/// Whether an FP8 call takes the panel path: enough tokens, whole 32-input groups, and x
+/// times every scale factor `2^(code - 7)` of `rows` normal or zero (module docs): with `lo` /
+/// `hi` the smallest nonzero / largest finite `|x|` and `c` the codes, `lo · 2^(min c - 7) >=
+/// 2^-126` and `hi · 2^(max c - 7) < 2^127`.
+pub(crate) fn applies_fp8(m: usize, inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32]) -> bool {
+    if m < MIN_BATCH || !inp.is_multiple_of(32) || rows.is_empty() {
+        return false;
+    }
+    let kbn = inp.div_ceil(128);
+    let blocks = &scale[rows.start / 128 * kbn..(rows.end - 1) / 128 * kbn + kbn];
+    let (cmin, cmax) = blocks.iter().fold((255u8, 0u8), |(a, b), &c| (a.min(c), b.max(c)));
+    // |v| as bits orders like |v|: the smallest nonzero and largest finite, in one pass that
+    // vectorises
+    let (lo, hi) = x.iter().fold((u32::MAX, 0u32), |(lo, hi), v| {
+        let a = v.to_bits() & 0x7FFF_FFFF;
+        let ok = a != 0 && a < 0x7F80_0000;
+        (if ok { lo.min(a) } else { lo }, if ok { hi.max(a) } else { hi })
+    });
+    if hi == 0 {
+        return cmax < 255; // x all zero or non-finite: every factor only needs to be finite
+    }
+    if lo < 0x0080_0000 {
+        return false; // a subnormal x
+    }
+    let (emin, emax) = (i32::from(cmin) - 7, i32::from(cmax) - 7);
+    // floor(log2 |v|) of a normal |v|: its exponent field - 127
+    let (llo, lhi) = ((lo >> 23) as i32 - 127, (hi >> 23) as i32 - 127);
+    cmax < 255 && llo + emin >= -126 && lhi + emax <= 126
+}
+
+/// Whether a BF16 call takes the panel path.
+pub(crate) fn applies_bf16(m: usize, inp: usize) -> bool {
+    m >= MIN_BATCH && inp.is_multiple_of(16)
+}
+
+/// FP8 `y[m, rows.len()]` for `x[m, k]`.
+pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+    let kbn = k.div_ceil(128);
+    // x with each 128-input block times 2^(code - 7) of row block `rb`
+    let scaled = |rb: usize, buf: &mut XBuf| {
+        let out = buf.take(x.len() / k * ldx(k));
+        for (xr, or) in x.chunks_exact(k).zip(out.chunks_exact_mut(ldx(k))) {
+            for (kb, (xb, ob)) in xr.chunks(128).zip(or.chunks_mut(128)).enumerate() {
+                let f = f32::from_bits((u32::from(scale[rb * kbn + kb]) + 120) << 23);
+                for (o, v) in ob.iter_mut().zip(xb) {
+                    *o = v * f;
+                }
+            }
+        }
+    };
+    run(k, x.len() / k, &[], rows, k, 128, Some(&scaled), |n0, nv, c0, kc, panel| unsafe { decode_fp8(w, k, n0, nv, c0, kc, panel) })
+}
+
+/// BF16 `y[m, rows.len()]` for `x[m, k]` (`w` as bf16 bytes).
+pub(crate) fn bf16(w: &[u8], k: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+    let mut buf = XBuf::default();
+    let m = x.len() / k;
+    let xs = buf.take(m * ldx(k));
+    for (o, r) in xs.chunks_exact_mut(ldx(k)).zip(super::bf16::deinterleave(x, k, 16).chunks_exact(k)) {
+        o[..k].copy_from_slice(r);
+    }
+    run(k, m, xs, rows, 2 * k, usize::MAX, None, |n0, nv, c0, kc, panel| unsafe { decode_bf16(w, k, n0, nv, c0, kc, panel) })
+}
+
+/// Row stride of the x copies the micro-kernel reads: `k` plus one cache line, so that
+/// tokens' rows (often a multiple of 4 KiB apart) fall in different L1 sets.
+fn ldx(k: usize) -> usize {
+    k + 16
+}
+
+/// The x of one row block: `f(rb, buf)` writes into `buf` the x (rows [`ldx`] apart) that rows
+/// `rb · block ..` use.
+type XFor<'a> = Option<&'a (dyn Fn(usize, &mut XBuf) + Sync)>;
+
+/// A reusable f32 buffer aligned to 32 bytes (x rows of a multiple of 8 floats then never
+/// split a vector load across cache lines).
+#[derive(Default)]
+pub(crate) struct XBuf(Vec<__m256>);
+
+impl XBuf {
+    /// The buffer as `len` floats (contents unspecified).
+    pub(crate) fn take(&mut self, len: usize) -> &mut [f32] {
+        self.0.resize(len.div_ceil(8), unsafe { _mm256_setzero_ps() });
+        // SAFETY: the Vec holds at least `len` f32s, suitably aligned
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut f32, len) }
+    }
+
+    fn view(&self, len: usize) -> &[f32] {
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const f32, len) }
+    }
+}
+
+/// Splits `rows` across the pool and runs every panel of each share on `m` tokens of `x` (rows
+/// [`ldx`] apart; unused with `xfor`): `decode(n0, rows, c0, kc,
+/// panel)` fills panel rows `0..rows` with weight rows `n0..` over inputs `c0..c0 + kc` and
+/// returns the mask of those rows whose outputs must be NaN. With `xfor`, each block of `block`
+/// rows (from row 0) multiplies its own x; panels never straddle a block.
+fn run(k: usize, m: usize, x: &[f32], rows: Range<usize>, bytes_per_row: usize, block: usize, xfor: XFor, decode: impl Fn(usize, usize, usize, usize, &mut Panel) -> u16 + Sync) -> Vec<f32> {
+    let n = rows.len();
+    let mut y = vec![0.0f32; m * n];
+    let yp = OutPtr(y.as_mut_ptr());
+    let row0 = rows.start;
+    super::pool::split_rows(rows, RP, bytes_per_row.saturating_mul(m), |r| {
+        let mut buf = XBuf::default();
+        let mut s = r.start;
+        while s < r.end {
+            let e = r.end.min((s / block + 1).saturating_mul(block));
+            let xb = match xfor {
+                Some(f) => {
+                    f(s / block, &mut buf);
+                    buf.view(m * ldx(k))
+                }
+                None => x,
+            };
+            unsafe { share(k, m, xb, s..e, yp, n, row0, &decode) };
+            s = e;
+        }
+    });
+    y
+}
+
+/// Token chunks of at most [`TOKENS`], as even as possible (a chunk of 1-2 tokens has too few
+/// accumulator chains to hide the FMA latency).
+fn token_chunks(m: usize) -> Vec<Range<usize>> {
+    let c = m.div_ceil(TOKENS);
+    (0..c).map(|i| m * i / c..m * (i + 1) / c).collect()
+}
+
+/// One thread's rows `r`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn share(k: usize, m: usize, x: &[f32], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize, decode: &impl Fn(usize, usize, usize, usize, &mut Panel) -> u16) {
+    let chunks = token_chunks(m);
+    let mut panel = Panel([0.0; RP * PS]);
+    let mut acc: Vec<Acc> = vec![[_mm256_setzero_ps(); 3 * TOKENS]; chunks.len() * RP / 3];
+    for n0 in r.clone().step_by(RP) {
+        let nv = RP.min(r.end - n0);
+        let triples = nv.div_ceil(3);
+        acc.fill([_mm256_setzero_ps(); 3 * TOKENS]);
+        let mut nan = 0u16;
+        for c0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - c0);
+            nan |= decode(n0, nv, c0, kc, &mut panel);
+            for (ci, t) in chunks.iter().enumerate() {
+                let xp = x.as_ptr().add(t.start * ldx(k) + c0);
+                for tr in 0..triples {
+                    let pw = panel.0.as_ptr().add(3 * tr * PS);
+                    let a = &mut acc[ci * RP / 3 + tr];
+                    match t.len() {
+                        1 => micro::<1>(pw, xp, ldx(k), kc, a),
+                        2 => micro::<2>(pw, xp, ldx(k), kc, a),
+                        3 => micro::<3>(pw, xp, ldx(k), kc, a),
+                        4 => micro::<4>(pw, xp, ldx(k), kc, a),
+                        l => unreachable!("chunk of {l} tokens"),
+                    }
+                }
+            }
+        }
+        for (ci, t) in chunks.iter().enumerate() {
+            for tr in 0..triples {
+                let a = &acc[ci * RP / 3 + tr];
+                for i in (0..3).filter(|i| 3 * tr + i < nv) {
+                    let row = n0 + 3 * tr + i;
+                    for (j, tok) in t.clone().enumerate() {
+                        let v = if nan >> (3 * tr + i) & 1 == 1 { f32::NAN } else { super::hsum256(a[i * TOKENS + j]) };
+                        y.write(tok * ldy + row - row0, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `acc[i][t] += panel row i (of 3, `PS` apart) · x row t (`ldx` apart)` over `kc` inputs (a
+/// multiple of 8), lane by lane.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn micro<const T: usize>(pw: *const f32, x: *const f32, ldx: usize, kc: usize, acc: &mut Acc) {
+    let mut a = [[_mm256_setzero_ps(); T]; 3];
+    for i in 0..3 {
+        for t in 0..T {
+            a[i][t] = acc[i * TOKENS + t];
+        }
+    }
+    let mut s = 0;
+    while s < kc {
+        let w0 = _mm256_load_ps(pw.add(s));
+        let w1 = _mm256_load_ps(pw.add(PS + s));
+        let w2 = _mm256_load_ps(pw.add(2 * PS + s));
+        for t in 0..T {
+            let xv = _mm256_loadu_ps(x.add(t * ldx + s));
+            a[0][t] = _mm256_fmadd_ps(w0, xv, a[0][t]);
+            a[1][t] = _mm256_fmadd_ps(w1, xv, a[1][t]);
+            a[2][t] = _mm256_fmadd_ps(w2, xv, a[2][t]);
+        }
+        s += 8;
+    }
+    for i in 0..3 {
+        for t in 0..T {
+            acc[i * TOKENS + t] = a[i][t];
+        }
+    }
+}
+
+/// Prefetches the line [`AHEAD`] bytes on from `off` in row `row` (rows `rb` bytes apart), or
+/// past the row's end the same place in the row one panel further.
+#[inline(always)]
+fn prefetch_ahead(base: *const u8, row: usize, off: usize, rb: usize) {
+    let ahead = off + AHEAD;
+    let at = if ahead < rb { row * rb + ahead } else { (row + RP) * rb + ahead - rb };
+    // a prefetch never faults
+    unsafe { _mm_prefetch::<_MM_HINT_T1>(base.wrapping_add(at) as *const i8) };
+}
+
+/// FP8 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 32), into the panel as
+/// `w · 2^-120` (module docs).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode_fp8(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
+    let mask = _mm256_set1_epi32(0x87FF_FFFFu32 as i32);
+    let m80 = _mm256_set1_epi8(0x80u8 as i8);
+    let mut nan_rows = 0u16;
+    for i in 0..nv {
+        let row = n0 + i;
+        let wp = w.as_ptr().add(row * k + c0);
+        let pp = panel.0.as_mut_ptr().add(i * PS);
+        let mut nan = _mm256_setzero_si256();
+        for j in (0..kc).step_by(32) {
+            if (c0 + j).is_multiple_of(64) {
+                prefetch_ahead(w.as_ptr(), row, c0 + j, k);
+            }
+            // a NaN code is 0x7F / 0xFF: 0xFF once the sign bit is set
+            nan = _mm256_max_epu8(nan, _mm256_or_si256(_mm256_loadu_si256(wp.add(j) as *const __m256i), m80));
+            for q in 0..4 {
+                let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp.add(j + 8 * q) as *const __m128i));
+                _mm256_store_si256(pp.add(j + 8 * q) as *mut __m256i, _mm256_and_si256(_mm256_slli_epi32::<20>(v), mask));
+            }
+        }
+        if _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, _mm256_set1_epi8(-1))) != 0 {
+            nan_rows |= 1 << i;
+        }
+    }
+    nan_rows
+}
+
+/// BF16 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 16), into the panel in [even 8 |
+/// odd 8] groups; NaN weights stay NaN in f32, so no row mask is needed.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode_bf16(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
+    let hi = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+    for i in 0..nv {
+        let row = n0 + i;
+        let wp = w.as_ptr().add(2 * (row * k + c0));
+        let pp = panel.0.as_mut_ptr().add(i * PS);
+        for j in (0..kc).step_by(16) {
+            if (2 * (c0 + j)).is_multiple_of(64) {
+                prefetch_ahead(w.as_ptr(), row, 2 * (c0 + j), 2 * k);
+            }
+            let v = _mm256_loadu_si256(wp.add(2 * j) as *const __m256i);
+            _mm256_store_ps(pp.add(j), _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v)));
+            _mm256_store_ps(pp.add(j + 8), _mm256_castsi256_ps(_mm256_and_si256(v, hi)));
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_chunks_are_even_and_cover() {
+        assert_eq!(token_chunks(4), vec![0..4]);
+        assert_eq!(token_chunks(5), vec![0..2, 2..5]);
+        assert_eq!(token_chunks(8), vec![0..4, 4..8]);
+        assert_eq!(token_chunks(9), vec![0..3, 3..6, 6..9]);
+        for m in 1..70 {
+            let c = token_chunks(m);
+            assert_eq!(c.first().unwrap().start, 0);
+            assert_eq!(c.last().unwrap().end, m);
+            assert!(c.windows(2).all(|p| p[0].end == p[1].start));
+            assert!(c.iter().all(|r| (1..=TOKENS).contains(&r.len())));
+        }
+    }
+
+    #[test]
+    fn applies_fp8_reads_the_scale_rows_of_the_range() {
+        // 300 rows x 256 inputs: 3 row blocks x 2 input blocks
+        let x = |v: f32| vec![v; 8 * 256];
+        let mut scale = vec![127u8; 6];
+        assert!(applies_fp8(8, 256, &scale, &(0..300), &x(1.0)));
+        scale[5] = 255; // row block 2: a NaN scale
+        assert!(!applies_fp8(8, 256, &scale, &(0..300), &x(1.0)));
+        assert!(!applies_fp8(8, 256, &scale, &(256..257), &x(0.0)));
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(1.0)));
+        assert!(!applies_fp8(3, 256, &scale, &(0..256), &x(1.0)));
+        assert!(!applies_fp8(8, 260, &[127; 9], &(0..10), &x(1.0)));
+        // the exponent range: 2^e · 2^(127 - 7) must stay in [2^-126, 2^127)
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(6) * 1.99)));
+        assert!(!applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(7))));
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(0.0)));
+        let mut small = vec![0u8; 6];
+        small[0] = 127;
+        // code 0: factor 2^-7; 2^-119 · 2^-7 = 2^-126 is the smallest allowed
+        assert!(applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-119))));
+        assert!(!applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-120))));
+        let mut mixed = x(1.0);
+        mixed[3] = f32::NAN;
+        mixed[4] = 0.0;
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &mixed));
+    }
+}
