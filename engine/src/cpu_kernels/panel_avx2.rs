@@ -147,11 +147,11 @@ type XFor<'a> = Option<&'a (dyn Fn(usize, &mut XBuf) + Sync)>;
 /// A reusable f32 buffer aligned to 32 bytes (x rows of a multiple of 8 floats then never
 /// split a vector load across cache lines).
 #[derive(Default)]
-pub(crate) struct XBuf(Vec<__m256>);
+struct XBuf(Vec<__m256>);
 
 impl XBuf {
     /// The buffer as `len` floats (contents unspecified).
-    pub(crate) fn take(&mut self, len: usize) -> &mut [f32] {
+    fn take(&mut self, len: usize) -> &mut [f32] {
         self.0.resize(len.div_ceil(8), unsafe { _mm256_setzero_ps() });
         // SAFETY: the Vec holds at least `len` f32s, suitably aligned
         unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut f32, len) }
