@@ -237,6 +237,16 @@ unsafe fn rows_avx2<const B: usize>(
 /// 2·e2m1 as int8 (exact integers in -12..=12), for `vpshufb` (and the int8 path).
 pub(crate) const INT2X: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
+/// [`INT2X`] + 12 (0..=24: unsigned, the `vpmaddubsw` operand) in both 128-bit lanes: the
+/// `vpshufb` table of the integer FP4 kernels (`fp4_int`, `int8`), which subtract 12·Σx after.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) fn int2x_plus12_table() -> std::arch::x86_64::__m256i {
+    let t: [i8; 16] = std::array::from_fn(|i| INT2X[i] + 12);
+    let lane = unsafe { std::arch::x86_64::_mm_loadu_si128(t.as_ptr() as *const std::arch::x86_64::__m128i) };
+    std::arch::x86_64::_mm256_broadcastsi128_si256(lane)
+}
+
 /// Each 32-input block of each row of `x` as [even 16 | odd 16] (the order the shuffle kernel
 /// decodes the low and high nibbles in).
 pub(crate) fn split_even_odd(x: &[f32]) -> Vec<f32> {

@@ -25,7 +25,6 @@
 
 use std::ops::Range;
 
-use super::fp4::INT2X;
 use super::{OutPtr, E8M0};
 
 /// Inputs per block (one e8m0 weight scale; one `u` here).
@@ -194,11 +193,7 @@ pub(crate) unsafe fn rows<const B: usize>(
     debug_assert!(r.end * k / 2 <= w.len() && r.end * kb <= scale.len() && x.d.len() >= np * B * 128);
     debug_assert_eq!(x.starts.len(), B + 1, "x holds {} rows, the kernel takes {B}", x.starts.len() - 1);
     let e8m0 = &*E8M0;
-    let t: [i8; 16] = std::array::from_fn(|i| INT2X[i] + 12);
-    let table = _mm256_setr_epi8(
-        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[0],
-        t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
-    );
+    let table = super::fp4::int2x_plus12_table();
     let m0f = _mm256_set1_epi8(0x0F);
     let (ones, c256) = (_mm256_set1_epi16(1), _mm256_set1_epi16(256));
     let (dp, cp, up) = (x.d.as_ptr(), x.corr.as_ptr(), x.unit.as_ptr());
@@ -285,9 +280,12 @@ mod tests {
     use super::{DigitX, BLOCK, HUGE, TINY, V_LIMIT};
     use proptest::prelude::*;
 
+    /// One block's `(u, V, R)`.
+    type Split = (f32, Vec<i32>, Vec<f32>);
+
     /// The split of one block as the module docs define it, in plain scalar code:
     /// `None` for a non-finite or huge value, else `(u, V, R)`.
-    fn split_scalar(src: &[f32]) -> Option<(f32, Vec<i32>, Vec<f32>)> {
+    fn split_scalar(src: &[f32]) -> Option<Split> {
         if src.iter().any(|v| !v.is_finite() || v.abs() >= HUGE) {
             return None;
         }
@@ -358,7 +356,7 @@ mod tests {
             }
             let inp = kb * BLOCK;
             let x = make_x(m, kb, seed, &plants);
-            let want: Vec<Option<(f32, Vec<i32>, Vec<f32>)>> = x.chunks(BLOCK).map(split_scalar).collect();
+            let want: Vec<Option<Split>> = x.chunks(BLOCK).map(split_scalar).collect();
             let too_many = (0..m).any(|b| {
                 want[b * kb..(b + 1) * kb].iter().flatten().filter(|(_, _, r)| r.iter().any(|&v| v != 0.0)).count() > kb / 4
             });

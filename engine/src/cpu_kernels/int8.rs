@@ -175,11 +175,7 @@ unsafe fn rows_avx2<const B: usize>(
     let np = kb.div_ceil(2);
     debug_assert!(r.end * k / 2 <= w.len() && r.end * kb <= scale.len() && x.q.len() >= np * B * 64);
     let e8m0 = &*E8M0;
-    let t: [i8; 16] = std::array::from_fn(|i| INT2X[i] + 12);
-    let table = _mm256_setr_epi8(
-        t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15], t[0],
-        t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
-    );
+    let table = super::fp4::int2x_plus12_table();
     let m0f = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let (qp, cp, hp) = (x.q.as_ptr(), x.corr.as_ptr(), x.half.as_ptr());
