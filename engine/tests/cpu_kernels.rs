@@ -192,7 +192,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// The batched panel paths (AVX-512 BF16: batch >= 8 FP8 / >= 32 FP4, inputs a multiple of
-    /// 128; AVX2: batch >= 4 FP8 with inputs a multiple of 32 and BF16 with a multiple of 16):
+    /// 128; AVX2: batch >= 8 FP8 with inputs a multiple of 32 and BF16 with a multiple of 16;
+    /// batches from 4 so that the row kernels below the threshold run too):
     /// odd row counts, sub-ranges that start and end inside a panel or a 128-row scale block,
     /// token counts that split unevenly into micro-kernel chunks, a poisoned weight or scale now
     /// and then.
