@@ -9,10 +9,12 @@
 //! (0x7F, 0xFF) do not survive that trick, so they are detected on the bytes and turn the row's
 //! outputs into NaN, as in the reference.
 //!
-//! AVX2 at batch 1-2 (and |x| < 256): a cheaper exact decode with no conversion, see
-//! `rows_avx2_den`: the e4m3 bits shifted into an f32 make `w · 2^-120`, and x is scaled by 2^120.
-//! AVX2 at batch 8 and more: the same decode once into an f32 panel, x scaled by 2^120 · scale
-//! per block, a register-blocked micro-kernel (`panel_avx2`).
+//! AVX2 at batch 1-2 (inputs a multiple of 32): a cheaper exact decode with no conversion, see
+//! `fp8_lanes`: the e4m3 bits shifted and masked in their own 32-bit lanes make the f32
+//! `w · 2^-120`, and x is scaled by `2^120 · scale` per block. AVX2 at batch 8 and more: the
+//! same kind of decode once into an f32 panel, a register-blocked micro-kernel (`panel_avx2`).
+//! Where those do not apply (other batches, other sizes, x outside the fold's exact range), the
+//! f16 decode below.
 //!
 //! AVX-512: the same decode 32 weights at a time (`vpmovzxbw`, shift into the high byte, the
 //! arithmetic shift and mask, two 16-lane `vcvtph2ps`), NaN codes caught by one compare into a
@@ -83,22 +85,18 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     if level == Level::Avx2 && super::panel_avx2::applies_fp8(m, inp, scale, &rows, x) {
         return super::panel_avx2::fp8(w, scale, inp, x, rows);
     }
-    // AVX2: x times 2^120 when that stays finite, for the shift-and-mask decode (`rows_avx2_den`)
-    // (for chunks of 1-2 tokens: all of a small batch, the last chunk of 8 of a large one)
-    let small_chunk = matches!(m % super::MAX_BATCH, 1 | 2);
-    let x_den = if level == Level::Avx2 && small_chunk { den_scaled(x) } else { None };
+    // AVX2, batches of 1-2: the in-lane decode, the scale folded into x
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx2 && super::fp8_lanes::applies(m, inp) && super::panel_avx2::scale_fold_exact(inp, scale, &rows, x) {
+        return super::fp8_lanes::gemv(w, scale, inp, x, rows);
+    }
     batched(m, rows, inp, |b, r, yp| {
         let xc = &x[b.start * inp..b.end * inp];
         match level {
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => unsafe { with_batch!(b.len(), rows_avx512(w, scale, inp, xc, r, yp, n, row0)) },
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe {
-                match &x_den {
-                    Some(xd) if b.len() <= 2 => rows_avx2_den(w, scale, inp, xc, &xd[b.start * inp..b.end * inp], r, yp, n, row0),
-                    _ => with_batch!(b.len(), rows_avx2(w, scale, inp, xc, r, yp, n, row0)),
-                }
-            },
+            Level::Avx2 => unsafe { with_batch!(b.len(), rows_avx2(w, scale, inp, xc, r, yp, n, row0)) },
             _ => with_batch!(b.len(), rows_scalar(w, scale, inp, xc, r, yp, n, row0)),
         }
     })
@@ -233,123 +231,6 @@ unsafe fn rows_avx2<const B: usize>(
             unsafe { y.write(b * ldy + n - row0, v) };
         }
     }
-}
-
-/// `x · 2^120` when every value stays finite (|x| below 256, as activations are), else None
-/// (the caller keeps the f16 path). Exact: a power of two, no overflow.
-fn den_scaled(x: &[f32]) -> Option<Vec<f32>> {
-    let xs: Vec<f32> = x.iter().map(|v| v * DEN_SCALE).collect();
-    xs.iter().all(|v| v.is_finite()).then_some(xs)
-}
-
-/// 2^120: what the AVX2 shift-and-mask decode leaves off each e4m3 value.
-const DEN_SCALE: f32 = f32::from_bits((127 + 120) << 23);
-
-/// AVX2 kernel for batches of 1-2, on `xd = x · 2^120` ([`den_scaled`]): `vpmovsxbd` and a left
-/// shift by 20 put an e4m3 byte's exponent and mantissa in the f32 exponent's low 4 bits and the
-/// top 3 mantissa bits (the sign copies above them masked off): the f32 `w · 2^-120`, exact, e4m3
-/// subnormals as f32 subnormals (no slowdown on Zen 3). Then `(x · 2^120) · (w · 2^-120)` is the
-/// product `x · w` itself, rounded once as the reference rounds it: 3 ops per 8 weights instead
-/// of the f16 path's 7. NaN codes (which this decode makes finite) are caught on the bytes, 32 at
-/// a time. The tail of a row that is not a multiple of 8 takes the scalar path on `x`. Cache-resident
-/// on one Zen 3 core (`batch_cache`, 256x4096): 11.8 GB/s at batch 1 against `rows_avx2`'s 9.8,
-/// 8.7 against 7.9 at batch 2; at batch 4 and 8 `rows_avx2` (the scale folded into the weights, one
-/// decode for all tokens) is as fast or faster and keeps them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn rows_avx2_den(w: &[u8], scale: &[u8], k: usize, x: &[f32], xd: &[f32], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
-    let kbn = k.div_ceil(BLOCK);
-    let m = x.len() / k;
-    for n in r {
-        let (wr, sr) = (&w[n * k..(n + 1) * k], &scale[(n / BLOCK) * kbn..][..kbn]);
-        let mut out = [0.0f32; 2];
-        unsafe {
-            match m {
-                1 => out[..1].copy_from_slice(&row_den::<1, 4>(wr, sr, k, x, xd)),
-                2 => out.copy_from_slice(&row_den::<2, 2>(wr, sr, k, x, xd)),
-                _ => unreachable!("batch {m} is not 1 or 2"),
-            }
-        }
-        for (b, &v) in out[..m].iter().enumerate() {
-            unsafe { y.write(b * ldy + n - row0, v) };
-        }
-    }
-}
-
-/// One row of [`rows_avx2_den`] for `G` tokens, `C` partial-sum chains per token.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn row_den<const G: usize, const C: usize>(wr: &[u8], sr: &[u8], k: usize, x: &[f32], xd: &[f32]) -> [f32; G] {
-    use std::arch::x86_64::*;
-    let (e4m3, e8m0) = (&*E4M3, &*E8M0);
-    let mask = _mm256_set1_epi32(0x87FF_FFFFu32 as i32);
-    let m80 = _mm256_set1_epi8(0x80u8 as i8);
-    let wp = wr.as_ptr();
-    let xp = xd.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); G];
-    let mut tail = [0.0f32; G];
-    let mut nan = _mm256_setzero_si256();
-    let decode = |at: usize| unsafe {
-        let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp.add(at) as *const __m128i));
-        _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32::<20>(v), mask))
-    };
-    for kb in 0..sr.len() {
-        let start = kb * BLOCK;
-        let len = BLOCK.min(k - start);
-        let mut p = [[_mm256_setzero_ps(); C]; G];
-        let mut i = 0;
-        while i + 32 <= len {
-            let at = start + i;
-            if at.is_multiple_of(64) {
-                // as `rows_avx2`: one line per 64 bytes, PREFETCH_BYTES ahead (never faults)
-                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(at + super::PREFETCH_BYTES) as *const i8);
-            }
-            // a NaN code is 0x7F / 0xFF: 0xFF once the sign bit is set; max over the row
-            nan = _mm256_max_epu8(nan, _mm256_or_si256(unsafe { _mm256_loadu_si256(wp.add(at) as *const __m256i) }, m80));
-            for j in 0..4 {
-                let wv = decode(at + 8 * j);
-                for b in 0..G {
-                    let xv = unsafe { _mm256_loadu_ps(xp.add(b * k + at + 8 * j)) };
-                    p[b][j % C] = _mm256_fmadd_ps(xv, wv, p[b][j % C]);
-                }
-            }
-            i += 32;
-        }
-        while i + 8 <= len {
-            let at = start + i;
-            let wv = decode(at);
-            for b in 0..G {
-                p[b][0] = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(xp.add(b * k + at)) }, wv, p[b][0]);
-            }
-            i += 8;
-        }
-        let s = e8m0[sr[kb] as usize];
-        if i < len {
-            // the row's last few weights (k % 8): scalar, NaN codes through the table
-            for b in 0..G {
-                let t: f32 = (start + i..start + len).map(|j| x[b * k + j] * e4m3[wr[j] as usize]).sum();
-                tail[b] += t * s;
-            }
-        }
-        // 8-weight groups outside the 32-byte steps: their NaN codes
-        for j in (start + len / 32 * 32..start + i).step_by(8) {
-            if wr[j..j + 8].iter().any(|&c| c & 0x7F == 0x7F) {
-                tail = [f32::NAN; G];
-            }
-        }
-        let sv = _mm256_set1_ps(s);
-        for b in 0..G {
-            let mut q = p[b][0];
-            for c in 1..C {
-                q = _mm256_add_ps(q, p[b][c]);
-            }
-            acc[b] = _mm256_fmadd_ps(q, sv, acc[b]);
-        }
-    }
-    let any_nan = _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, _mm256_set1_epi8(-1))) != 0;
-    std::array::from_fn(|b| if any_nan { f32::NAN } else { super::hsum256(acc[b]) + tail[b] })
 }
 
 /// AVX-512 kernel: per batch row two partial-sum chains per 128-input block (four for batch 1,

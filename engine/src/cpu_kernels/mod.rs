@@ -33,6 +33,8 @@ pub mod fp4;
 #[cfg(target_arch = "x86_64")]
 mod fp4_int;
 pub mod fp8;
+#[cfg(target_arch = "x86_64")]
+mod fp8_lanes;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
 mod panel;

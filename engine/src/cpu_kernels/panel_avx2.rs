@@ -17,7 +17,7 @@
 //!
 //! Decodes (both exact):
 //! - FP8: `vpmovsxbd`, a shift by 20 and a mask put an e4m3 byte's exponent and mantissa in an
-//!   f32 as `w · 2^-120` (as `fp8::rows_avx2_den`; e4m3 subnormals become f32 subnormals, which
+//!   f32 as `w · 2^-120` (`fp8_lanes` makes the same f32 in place, without the widening; e4m3 subnormals become f32 subnormals, which
 //!   Zen 3's FMA takes at full speed but its multiply does not, so the panel holds them as they
 //!   are). The scale goes into x instead: per 128-row block, x is copied once with each
 //!   128-input block times `2^120 · scale` (`2^(code - 7)`), so an FMA forms
@@ -71,11 +71,16 @@ struct Panel([f32; RP * PS]);
 type Acc = [__m256; 3 * TOKENS];
 
 /// Whether an FP8 call takes the panel path: enough tokens, whole 32-input groups, and x
-/// times every scale factor `2^(code - 7)` of `rows` normal or zero (module docs): with `lo` /
-/// `hi` the smallest nonzero / largest finite `|x|` and `c` the codes, `lo · 2^(min c - 7) >=
-/// 2^-126` and `hi · 2^(max c - 7) < 2^127`.
+/// times every scale factor of `rows` exact ([`scale_fold_exact`]).
 pub(crate) fn applies_fp8(m: usize, inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32]) -> bool {
-    if m < MIN_BATCH || !inp.is_multiple_of(32) || rows.is_empty() {
+    m >= MIN_BATCH && inp.is_multiple_of(32) && scale_fold_exact(inp, scale, rows, x)
+}
+
+/// Whether multiplying x by `2^(code - 7)` for every scale code of `rows` is exact (the module
+/// docs' condition, also `fp8_lanes`'): with `lo` / `hi` the smallest nonzero / largest finite
+/// `|x|` and `c` the codes, `lo · 2^(min c - 7) >= 2^-126` and `hi · 2^(max c - 7) < 2^127`.
+pub(crate) fn scale_fold_exact(inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32]) -> bool {
+    if rows.is_empty() {
         return false;
     }
     let kbn = inp.div_ceil(128);
