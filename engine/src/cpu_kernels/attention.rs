@@ -62,11 +62,12 @@ fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 const HEADS_PER_TASK: usize = 4;
 
 /// `ops::attention::sparse_attn_rows` (same arguments, same result up to the scores' summation
-/// order and the value sums' FMA rounding). AVX-512 with `d` a multiple of 16: one task per
-/// (query, group of [`HEADS_PER_TASK`] heads), scores by a 4-head x 2-row register tile and the
-/// weighted sum over 64-wide column strips, so every selected row is read once per group instead
-/// of twice per head (at the real geometry, 64 heads x 640 rows x 2 KB: 84 MB of cache traffic per
-/// token and layer otherwise). Other levels: one task per (query, head).
+/// order and the value sums' FMA rounding). AVX-512 with `d` a multiple of 16, AVX2 with `d` a
+/// multiple of 8: one task per (query, group of [`HEADS_PER_TASK`] heads), scores by a 4-head x
+/// 2-row register tile and the weighted sum over column strips (AVX-512: 64 wide; AVX2: 16 wide
+/// over blocks of [`VALUE_ROWS`] rows), so every selected row is read once per group instead of
+/// twice per head (at the real geometry, 64 heads x 640 rows x 2 KB: 168 MB of cache traffic per
+/// token and layer otherwise). Scalar: one task per (query, head).
 pub fn sparse_attn(level: Level, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
     let level = level.kernel();
     let h = sink.len();
@@ -76,13 +77,27 @@ pub fn sparse_attn(level: Level, q: &[f32], kv: &KvRows, idx: &[i32], sink: &[f3
     let sel: Vec<Vec<&[f32]>> =
         (0..s).map(|t| idx[t * k..(t + 1) * k].iter().filter(|&&j| j >= 0).map(|&j| kv.row(j as usize)).collect()).collect();
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && d.is_multiple_of(16) && d > 0 {
+    let grouped = d > 0 && match level {
+        Level::Avx512 => d.is_multiple_of(16),
+        Level::Avx2 => d.is_multiple_of(8),
+        _ => false,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if grouped {
         let groups = h.div_ceil(HEADS_PER_TASK);
         let tasks = pool::map(s * groups, |task| {
             let (t, g) = (task / groups, task % groups);
             let heads = g * HEADS_PER_TASK..((g + 1) * HEADS_PER_TASK).min(h);
-            // SAFETY: AVX-512 checked by `Level::kernel`; d % 16 == 0; q holds these heads' rows.
-            unsafe { attn_heads_avx512(&q[(t * h + heads.start) * d..(t * h + heads.end) * d], &sel[t], &sink[heads], scale, d) }
+            let qg = &q[(t * h + heads.start) * d..(t * h + heads.end) * d];
+            // SAFETY: the level checked by `Level::kernel`, d a multiple of its vector width; q
+            // holds these heads' rows.
+            unsafe {
+                if level == Level::Avx512 {
+                    attn_heads_avx512(qg, &sel[t], &sink[heads], scale, d)
+                } else {
+                    attn_heads_avx2(qg, &sel[t], &sink[heads], scale, d)
+                }
+            }
         });
         for (task, o) in tasks.into_iter().enumerate() {
             let (t, g) = (task / groups, task % groups);
@@ -146,13 +161,7 @@ unsafe fn attn_heads_avx512(q: &[f32], sel: &[&[f32]], sink: &[f32], scale: f32,
         }
         j += 2;
     }
-    // scores -> probabilities, per head
-    for i in 0..nh {
-        let row = &mut sc[i * n..(i + 1) * n];
-        let (m, den) = softmax_stats(row, sink[i]);
-        row.iter_mut().for_each(|s| *s = (*s - m).exp() / den);
-    }
-    sc[nh * n..].fill(0.0); // padding heads: weight 0 (their sums are never stored)
+    probabilities(&mut sc, n, sink);
     let mut o = vec![0.0f32; nh * d];
     for c in (0..d).step_by(64) {
         let w = (d - c).min(64) / 16; // 16-lane vectors in this strip
@@ -171,6 +180,93 @@ unsafe fn attn_heads_avx512(q: &[f32], sel: &[&[f32]], sink: &[f32], scale: f32,
             for u in 0..w {
                 // SAFETY: c + 16u + 16 <= d.
                 unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(i * d + c + 16 * u), acc[i][u]) };
+            }
+        }
+    }
+    o
+}
+
+/// Scores `sc` (`[HEADS_PER_TASK, n]`, the first `sink.len()` heads real) -> probabilities, per
+/// head as the reference; the padding heads' rows -> 0 (their sums are never stored).
+#[cfg(target_arch = "x86_64")]
+fn probabilities(sc: &mut [f32], n: usize, sink: &[f32]) {
+    for (i, &s) in sink.iter().enumerate() {
+        let row = &mut sc[i * n..(i + 1) * n];
+        let (m, den) = softmax_stats(row, s);
+        row.iter_mut().for_each(|v| *v = (*v - m).exp() / den);
+    }
+    sc[sink.len() * n..].fill(0.0);
+}
+
+/// Selected rows per block of the AVX2 value pass: 64 rows of 512 f32 (128 KiB) stay in L2 while
+/// each 16-wide column strip passes over them (the whole selection, 1.3 MB at the real shape,
+/// does not).
+#[cfg(target_arch = "x86_64")]
+const VALUE_ROWS: usize = 64;
+
+/// [`attn_heads_avx512`] with 8-lane vectors: scores by the same 4-head x 2-row tile (8
+/// accumulators), the weighted sum by 16-wide strips (4 heads x 2 vectors of accumulators) over
+/// row blocks of [`VALUE_ROWS`], each block's strip sums added into the output.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attn_heads_avx2(q: &[f32], sel: &[&[f32]], sink: &[f32], scale: f32, d: usize) -> Vec<f32> {
+    use std::arch::x86_64::*;
+    const H: usize = HEADS_PER_TASK;
+    let nh = q.len() / d;
+    debug_assert!(nh <= H && nh == sink.len() && d.is_multiple_of(8));
+    let n = sel.len();
+    // missing heads of a short last group repeat head 0 (computed, never stored)
+    let qp: [*const f32; H] = std::array::from_fn(|i| q[(if i < nh { i } else { 0 }) * d..].as_ptr());
+    let mut sc = vec![0.0f32; H * n];
+    let mut j = 0;
+    while j < n {
+        let two = j + 1 < n;
+        let (r0, r1) = (sel[j].as_ptr(), sel[if two { j + 1 } else { j }].as_ptr());
+        let mut a0 = [_mm256_setzero_ps(); H];
+        let mut a1 = [_mm256_setzero_ps(); H];
+        for c in (0..d).step_by(8) {
+            // SAFETY: c + 8 <= d and every row and query head has d values.
+            let (v0, v1) = unsafe { (_mm256_loadu_ps(r0.add(c)), _mm256_loadu_ps(r1.add(c))) };
+            for i in 0..H {
+                let qv = unsafe { _mm256_loadu_ps(qp[i].add(c)) };
+                a0[i] = _mm256_fmadd_ps(qv, v0, a0[i]);
+                a1[i] = _mm256_fmadd_ps(qv, v1, a1[i]);
+            }
+        }
+        for i in 0..H {
+            sc[i * n + j] = super::hsum256(a0[i]) * scale;
+            if two {
+                sc[i * n + j + 1] = super::hsum256(a1[i]) * scale;
+            }
+        }
+        j += 2;
+    }
+    probabilities(&mut sc, n, sink);
+    let mut o = vec![0.0f32; nh * d];
+    for b0 in (0..n).step_by(VALUE_ROWS) {
+        let rows = &sel[b0..(b0 + VALUE_ROWS).min(n)];
+        for c in (0..d).step_by(16) {
+            let w = (d - c).min(16) / 8; // 8-lane vectors in this strip
+            let mut acc = [[_mm256_setzero_ps(); 2]; H];
+            for (jj, row) in rows.iter().enumerate() {
+                let rp = row.as_ptr();
+                // SAFETY: c + 8u + 8 <= d for u < w.
+                let v: [__m256; 2] = std::array::from_fn(|u| if u < w { unsafe { _mm256_loadu_ps(rp.add(c + 8 * u)) } } else { _mm256_setzero_ps() });
+                for i in 0..H {
+                    let p = _mm256_set1_ps(sc[i * n + b0 + jj]);
+                    for u in 0..2 {
+                        acc[i][u] = _mm256_fmadd_ps(p, v[u], acc[i][u]);
+                    }
+                }
+            }
+            for i in 0..nh {
+                for u in 0..w {
+                    // SAFETY: c + 8u + 8 <= d.
+                    unsafe {
+                        let op = o.as_mut_ptr().add(i * d + c + 8 * u);
+                        _mm256_storeu_ps(op, _mm256_add_ps(_mm256_loadu_ps(op), acc[i][u]));
+                    }
+                }
             }
         }
     }
