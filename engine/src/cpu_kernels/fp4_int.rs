@@ -218,11 +218,12 @@ pub(crate) unsafe fn rows<const B: usize>(
     let (dp, cp, up) = (x.d.as_ptr(), x.corr.as_ptr(), x.unit.as_ptr());
     let full = kb / 2; // pairs with two real blocks
     let (ptab, shifts) = super::fp4::decode8_consts();
-    // batch 1-2: each block's scale broadcast apart and two FMAs (block A's lanes into `acc`,
+    // batch 1: each block's scale broadcast apart and two FMAs (block A's lanes into `acc`,
     // B's into `acc_b`) instead of one FMA on a blended vector: the blend's two shuffles per
-    // pair are on the ports `vpshufb` needs (one Zen 3 core in cache, 512x2048 at batch 1:
-    // 11.7 -> 14.6 GB/s); from batch 3 the blend is shared by enough rows
-    let split = B <= 2;
+    // pair are on the ports `vpshufb` needs (one Zen 3 core in cache, 512x2048: 11.7-12.1 ->
+    // 12.4-13.1 GB/s); at batch 2 the blend, shared by two rows, measured faster (7.5 against
+    // 6.9-7.3 GB/s)
+    let split = B == 1;
     for n in r {
         // SAFETY (all pointer reads below): row `n < r.end` lies inside `w` / `scale`, pair
         // `p < np` and batch row `b < B` inside `x` (the debug_asserts; `check_shape` and
