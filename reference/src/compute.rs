@@ -1,5 +1,5 @@
-//! Who computes the model's heavy ops: every linear (`x · Wᵀ`), the sparse attention and the
-//! indexer's scores. `Model` runs them through one `Compute`: the reference ([`Reference`]: the
+//! Who computes the model's heavy ops: every linear (`x · Wᵀ`), the sparse attention, the
+//! indexer's scores and the mHC mixes' dot products. `Model` runs them through one `Compute`: the reference ([`Reference`]: the
 //! plain loops of `linear` and `ops`) or a backend's faster kernels that compute the same numbers
 //! up to f32 summation order (the engine's CPU kernels). This is the one seam a fast CPU backend
 //! needs; every other line of the model is shared.
@@ -33,6 +33,11 @@ pub trait Compute: Send + Sync {
     /// `ops::attention::index_scores`.
     fn index_scores(&self, q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
         index_scores(q, w, keys, d)
+    }
+
+    /// `linear::dot` (the mHC mixes: 24 dots of 16K per sublayer at the real geometry).
+    fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        crate::linear::dot(a, b)
     }
 }
 

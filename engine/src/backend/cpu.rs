@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dsv4_reference::compute::{Compute, Reference};
 use dsv4_reference::model::LayerState;
-use dsv4_reference::ops::mhc::{hc_post, hc_pre, HcMix};
+use dsv4_reference::ops::mhc::{hc_post, hc_pre_by, HcMix};
 use dsv4_reference::ops::norm::rms_norm_inplace;
 use dsv4_reference::{ActQuant, Config, Logits, Model, SequenceState};
 
@@ -217,7 +217,7 @@ impl Backend for CpuBackend {
         let nc = cfg.hc_mult;
         let (mut y, mut mix) = (Vec::new(), Vec::new());
         for xt in x.data.chunks(x.cols) {
-            let (yt, m) = hc_pre(xt, hc, nc, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps);
+            let (yt, m) = hc_pre_by(xt, hc, nc, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps, |a, b| self.model.dot(a, b));
             y.extend(yt);
             mix.extend(m.post);
             mix.extend(m.comb);

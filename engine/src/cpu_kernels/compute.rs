@@ -1,6 +1,6 @@
 //! The kernels as the model's [`Compute`]: every linear of the reference model runs through
-//! [`fast_linear_with`](super::fast_linear_with) at a fixed level, the attention and the indexer's scores
-//! through [`attention`](super::attention), and a group of independent products
+//! [`fast_linear_with`](super::fast_linear_with) at a fixed level, the attention, the indexer's scores
+//! and the mHC mixes' dots through [`attention`](super::attention), and a group of independent products
 //! (a layer's expert matrices, the compressor's two projections) runs as one parallel phase:
 //! the rows of all of them are cut into one contiguous share per thread ([`pool::plan`]), so a
 //! batch-1 MoE layer costs two fork/joins instead of one per matrix.
@@ -46,6 +46,10 @@ impl Compute for Kernels {
 
     fn index_scores(&self, q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
         super::attention::index_scores(self.level, q, w, keys, d)
+    }
+
+    fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        super::attention::dot(self.level, a, b)
     }
 
     fn forward_many(&self, jobs: &[(&Linear, &[f32])], aq: ActQuant) -> Vec<Vec<f32>> {

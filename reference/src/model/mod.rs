@@ -15,7 +15,7 @@ use crate::compute::{Compute, Reference};
 use crate::linear::Linear;
 use crate::ops::attention::KvRows;
 use crate::ops::hadamard::hadamard_inplace;
-use crate::ops::mhc::{hc_head, hc_post, hc_pre};
+use crate::ops::mhc::{hc_head_by, hc_post, hc_pre_by};
 use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, ExpertJob};
 use crate::ops::norm::{rms_norm_inplace, rms_norm_unweighted_inplace};
 use crate::ops::rope::Rope;
@@ -115,6 +115,11 @@ impl Model {
         self
     }
 
+    /// `a · b` through the model's `Compute` (the mHC mixes).
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.mm.dot(a, b)
+    }
+
     /// `lin · x` through the model's `MatMul`.
     fn linear(&self, lin: &Linear, x: &[f32], aq: ActQuant) -> Vec<f32> {
         self.mm.forward(lin, x, aq)
@@ -201,7 +206,7 @@ impl Model {
             Logits::Last => t - 1..t,
             Logits::None => return Vec::new(),
         };
-        let mut y: Vec<f32> = rows.flat_map(|i| hc_head(&x[i * row..(i + 1) * row], hc, self.cfg.norm_eps, self.cfg.hc_eps)).collect();
+        let mut y: Vec<f32> = rows.flat_map(|i| hc_head_by(&x[i * row..(i + 1) * row], hc, self.cfg.norm_eps, self.cfg.hc_eps, |a, b| self.mm.dot(a, b))).collect();
         rms_norm_inplace(&mut y, norm, self.cfg.norm_eps);
         self.linear(&self.w.head, &y, ActQuant::Off)
     }
@@ -225,7 +230,7 @@ impl Model {
         let cfg = &self.cfg;
         let row = cfg.hc_mult * cfg.dim;
         let (mut y, mixes): (Vec<Vec<f32>>, Vec<_>) =
-            x.chunks(row).map(|xt| hc_pre(xt, hc, cfg.hc_mult, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps)).unzip();
+            x.chunks(row).map(|xt| hc_pre_by(xt, hc, cfg.hc_mult, cfg.hc_sinkhorn_iters, cfg.norm_eps, cfg.hc_eps, |a, b| self.mm.dot(a, b))).unzip();
         y.iter_mut().for_each(|v| rms_norm_inplace(v, norm, cfg.norm_eps));
         let out = f(&y.concat());
         for ((xt, ft), mix) in x.chunks_mut(row).zip(out.chunks(cfg.dim)).zip(&mixes) {

@@ -22,6 +22,12 @@ pub struct HcMix {
 
 /// `mix = (fn · v) · r` with `v` the flattened streams and `r = 1/sqrt(mean(v²)+eps)`.
 pub fn hc_mixes(x: &[f32], fn_: &[f32], eps: f32) -> Vec<f32> {
+    hc_mixes_by(x, fn_, eps, dot)
+}
+
+/// [`hc_mixes`] with its dot products by `dot` (a backend's vectorised dot: another f32
+/// summation order).
+pub fn hc_mixes_by(x: &[f32], fn_: &[f32], eps: f32, dot: impl Fn(&[f32], &[f32]) -> f32) -> Vec<f32> {
     let r = super::norm::rms_scale(x, eps);
     fn_.chunks(x.len()).map(|w| dot(w, x) * r).collect()
 }
@@ -60,7 +66,12 @@ fn normalize_cols(c: &mut [f32], nc: usize, eps: f32) {
 /// hc_pre for one token: `x` is `[nc, d]`; returns the sublayer input `Σ_j pre[j]·X[j]` and the
 /// mix for hc_post.
 pub fn hc_pre(x: &[f32], p: &HcParams, nc: usize, iters: usize, norm_eps: f32, hc_eps: f32) -> (Vec<f32>, HcMix) {
-    let mixes = hc_mixes(x, &p.fn_, norm_eps);
+    hc_pre_by(x, p, nc, iters, norm_eps, hc_eps, dot)
+}
+
+/// [`hc_pre`] with the mixes' dot products by `dot` ([`hc_mixes_by`]).
+pub fn hc_pre_by(x: &[f32], p: &HcParams, nc: usize, iters: usize, norm_eps: f32, hc_eps: f32, dot: impl Fn(&[f32], &[f32]) -> f32) -> (Vec<f32>, HcMix) {
+    let mixes = hc_mixes_by(x, &p.fn_, norm_eps, dot);
     let (pre, post, comb) = hc_split_sinkhorn(&mixes, &p.scale, &p.base, nc, iters, hc_eps);
     (weighted_streams(x, &pre), HcMix { post, comb })
 }
@@ -80,7 +91,12 @@ pub fn hc_post(f: &[f32], x: &[f32], mix: &HcMix) -> Vec<f32> {
 
 /// hc_head for one token: `pre = sigmoid((fn·v)·r·scale + base) + eps`, `x = Σ pre[j]·X[j]`.
 pub fn hc_head(x: &[f32], p: &HcParams, norm_eps: f32, hc_eps: f32) -> Vec<f32> {
-    let mixes = hc_mixes(x, &p.fn_, norm_eps);
+    hc_head_by(x, p, norm_eps, hc_eps, dot)
+}
+
+/// [`hc_head`] with the mixes' dot products by `dot` ([`hc_mixes_by`]).
+pub fn hc_head_by(x: &[f32], p: &HcParams, norm_eps: f32, hc_eps: f32, dot: impl Fn(&[f32], &[f32]) -> f32) -> Vec<f32> {
+    let mixes = hc_mixes_by(x, &p.fn_, norm_eps, dot);
     let pre: Vec<f32> = mixes.iter().zip(&p.base).map(|(m, b)| sigmoid(m * p.scale[0] + b) + hc_eps).collect();
     weighted_streams(x, &pre)
 }
