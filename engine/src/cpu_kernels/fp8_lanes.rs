@@ -84,12 +84,14 @@ unsafe fn share(w: &[u8], scale: &[u8], k: usize, xl: &[f32], m: usize, r: Range
             }
         }
         let wr = &w[n * k..(n + 1) * k];
-        let out = match m {
-            1 => row::<1, 2>(wr, &xs).to_vec(),
-            2 => row::<2, 1>(wr, &xs).to_vec(),
+        // (no Vec per row: this runs for every weight row)
+        let mut out = [0.0f32; MAX_TOKENS];
+        match m {
+            1 => out[..1].copy_from_slice(&row::<1, 2>(wr, &xs)),
+            2 => out.copy_from_slice(&row::<2, 1>(wr, &xs)),
             _ => unreachable!("batch {m}"),
-        };
-        for (b, v) in out.into_iter().enumerate() {
+        }
+        for (b, &v) in out[..m].iter().enumerate() {
             y.write(b * ldy + n - row0, v);
         }
     }
