@@ -193,7 +193,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// The batched panel paths (AVX-512 BF16: batch >= 8 FP8 / >= 32 FP4, inputs a multiple of
-    /// 128; AVX2: batch >= 8 FP8 with inputs a multiple of 32 and BF16 with a multiple of 16;
+    /// 128; AVX2: batch >= 8 FP8 with inputs a multiple of 32, FP4 above 8 with a multiple of
+    /// 32 and BF16 with a multiple of 16;
     /// batches from 4 so that the row kernels below the threshold run too):
     /// odd row counts, sub-ranges that start and end inside a panel or a 128-row scale block,
     /// token counts that split unevenly into micro-kernel chunks, a poisoned weight or scale now
@@ -213,6 +214,9 @@ proptest! {
         let (m, inp) = match fmt {
             Fmt::Fp8 => (m, inp_units * 128 - if odd { 96 } else { 0 }),
             Fmt::Bf16 => (m, inp_units * 128 - if odd { 112 } else { 0 }),
+            // FP4: the AVX-512 panel's shapes (32+ tokens, a multiple of 128 up to 2048) or a
+            // multiple of 32 only at any batch (the AVX2 panel above 8, the row kernels below)
+            Fmt::Fp4 if odd => (m, inp_units * 128 - 96),
             Fmt::Fp4 => (m.max(32), inp_units.min(8) * 128),
         };
         let mut lin = random_linear(fmt, out, inp, seed);

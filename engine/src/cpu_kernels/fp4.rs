@@ -5,9 +5,11 @@
 //! same `w` the reference dequantises) and accumulated as `x · w` in f32, so the result is
 //! `Linear::forward`'s up to the f32 summation order.
 //!
-//! AVX2, activations that split into small integers (FP8-quantised ones: what the model feeds
-//! every FP4 GEMV): the exact integer kernel of `fp4_int`, at every batch size. The f32 decode
-//! kernels below take the rest (e.g. activations that skipped the quantisation).
+//! AVX2, batches of 1-8 whose activations split into small integers (FP8-quantised ones: what
+//! the model feeds every FP4 GEMV): the exact integer kernel of `fp4_int`. Batches of 9 and
+//! more: the f32 panel of `panel_avx2` (each weight decoded once, a register-blocked
+//! micro-kernel). The f32 decode kernels below take the rest (e.g. activations that skipped
+//! the quantisation).
 //!
 //! AVX2 f32 decode: 4 code bytes are broadcast to 8 lanes, `vpsrlvd` puts nibble i in lane i, `vpermps`
 //! looks up the magnitude (3 low bits) in an 8-entry table whose entries are pre-XORed with
@@ -77,6 +79,10 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
         // decode with the scale folded into the weights (fewest ops per row)
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
+            // batches above 8: decode each weight once into an f32 panel
+            if super::panel_avx2::applies_fp4(m, inp) {
+                return super::panel_avx2::fp4(w, scale, inp, x, rows);
+            }
             // one digit layout per batch chunk of `batched`
             let dx: Option<Vec<DigitX>> = x.chunks(MAX_BATCH * inp).map(|xc| DigitX::new(xc, inp)).collect();
             if let Some(dx) = dx {

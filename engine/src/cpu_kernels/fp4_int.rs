@@ -1,5 +1,6 @@
-//! Exact FP4 GEMV in integers for AVX2, every batch size: on a Zen 3 host about 1.7x the f32
-//! decode kernels of `fp4` at batch 1 and 1.3x at batch 8 (one core, weights in cache), and
+//! Exact FP4 GEMV in integers for AVX2, batches of 1-8 (larger ones take `panel_avx2`): on a
+//! Zen 3 host about 1.7x the f32 decode kernels of `fp4` at batch 1 and 1.3x at batch 8 (one
+//! core, weights in cache), and
 //! 7.2 / 8.8 -> 17.4 / 13.9 GB/s on expert w1 / w2 at batch 1 from DRAM (`dsv4 bench cpu`, 2
 //! threads, results/cpu-2026-12-07).
 //!

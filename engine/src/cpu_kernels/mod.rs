@@ -19,7 +19,8 @@
 //! quantisation) FP4 and FP8 multiply with `vdpbf16ps`; see `fp4` and `fp8`. There, batches of 8
 //! and more (FP8) or 32 and more with at most 2048 inputs (FP4) decode each weight panel once into
 //! bf16 and multiply it against all the tokens (`panel`). On AVX2, FP8 and BF16 batches of 8 and
-//! more do the same with an f32 panel (`panel_avx2`); FP4 keeps its integer row kernel.
+//! more, FP4 above 8, do the same with an f32 panel (`panel_avx2`); smaller FP4 batches run the
+//! integer row kernel (`fp4_int`).
 
 // Kernels index several same-length arrays by batch row and take the same 8 arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
