@@ -67,6 +67,10 @@ impl Compute for Timed {
     fn index_scores(&self, q: &[f32], w: &[f32], keys: &[f32], d: usize) -> Vec<f32> {
         self.note("index_scores".into(), 0, || self.k.index_scores(q, w, keys, d))
     }
+    // the mHC mixes' dots: the kernels' own (untimed: 24 short calls per sublayer and token)
+    fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.k.dot(a, b)
+    }
 }
 
 fn main() {
