@@ -1,9 +1,9 @@
 //! Cache-resident kernel speed (compute without DRAM): a small weight called repeatedly, GFLOP/s
 //! and GB/s of stored weight bytes. `DSV4_THREADS=1 cargo run --release -p dsv4-bench --example
 //! batch_cache`; `OUT` rows (default 256), `FMT=fp4|fp8` (default both), `INP` (default 4096 for
-//! FP4, 2048 for FP8), `BATCHES` (default 4,8,16,32,64), `TINY` (default 0): that many inputs per row of `x` set
-//! 2^-14 of their block's largest (one remainder each in the FP4 integer kernel, about what the
-//! synthetic model's expert inputs hold: 1-4 per row).
+//! FP4, 2048 for FP8), `BATCHES` (default 4,8,16,32,64), `TINY` (default 0): that many inputs
+//! per row of `x` set to 2^-14 of their block's largest (one remainder each in the FP4 integer
+//! kernel; the synthetic model's expert inputs hold 1-4 per row).
 use std::time::Instant;
 
 use dsv4_bench::weights::{activations, random_linear, stored_bytes, Format};
@@ -30,8 +30,8 @@ fn main() {
         let w = random_linear(fmt, out, inp, 1);
         for &b in &batches {
             let mut x = quantize_activations(&activations(b, inp), inp);
+            let tiny: usize = env("TINY").unwrap_or(0);
             for (r, row) in x.chunks_mut(inp).enumerate() {
-                let tiny: usize = env("TINY").unwrap_or(0);
                 for t in 0..tiny {
                     // spread over the row's blocks, a different input per row
                     let i = (t * inp / tiny.max(1) + 7 * r + 3) % inp;

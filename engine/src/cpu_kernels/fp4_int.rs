@@ -1,8 +1,8 @@
 //! Exact FP4 GEMV in integers for AVX2, batches of 1-8 (larger ones take `panel_avx2`): on a
 //! Zen 3 host about 1.7x the f32 decode kernels of `fp4` at batch 1 and 1.3x at batch 8 (one
-//! core, weights in cache), and
-//! 7.2 / 8.8 -> 17.4 / 13.9 GB/s on expert w1 / w2 at batch 1 from DRAM (`dsv4 bench cpu`, 2
-//! threads, results/cpu-2026-12-07).
+//! core, weights in cache); from DRAM at batch 1 (`dsv4 bench cpu`, 2 threads) expert w1 / w2
+//! went 7.2 / 8.8 (f32 decode) -> 17.4 / 13.9 (this kernel, remainders per block) -> 23.7 /
+//! 23.1 GB/s (remainders per input, results/cpu-2026-12-07 at 0b10924).
 //!
 //! Each group of 8 inputs of `x` (what one `vpmaddwd` lane sums) is split as `x = V·u + R`:
 //! `u = 2^k` chosen so that `|x| / u < 32640`, `V = trunc(x / u)` an integer and `R` the exact
