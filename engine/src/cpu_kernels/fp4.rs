@@ -74,21 +74,19 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
                 with_batch!(b.len(), rows_avx512(w, scale, inp, &xs[b.start * inp..b.end * inp], r, yp, n, row0))
             })
         }
-        // AVX2: the integer kernel where x splits into integer digits; otherwise batch 1-2 the
-        // shuffle-only decode (cheapest per weight) on the even/odd split, 3-8 the `vpermps`
-        // decode with the scale folded into the weights (fewest ops per row)
+        // AVX2: batches above 8 the f32 panel; 1-8 the integer kernel where x splits into
+        // integer digits, otherwise batch 1-2 the shuffle-only decode (cheapest per weight) on
+        // the even/odd split, 3-8 the `vpermps` decode with the scale folded into the weights
+        // (fewest ops per row)
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => {
-            // batches above 8: decode each weight once into an f32 panel
             if super::panel_avx2::applies_fp4(m, inp) {
                 return super::panel_avx2::fp4(w, scale, inp, x, rows);
             }
-            // one digit layout per batch chunk of `batched`
-            let dx: Option<Vec<DigitX>> = x.chunks(MAX_BATCH * inp).map(|xc| DigitX::new(xc, inp)).collect();
-            if let Some(dx) = dx {
-                return batched(m, rows, inp / 2, |b, r, yp| unsafe {
-                    with_batch!(b.len(), fp4_int_rows(w, scale, inp, &dx[b.start / MAX_BATCH], r, yp, n, row0))
-                });
+            // at most MAX_BATCH tokens here (the panel takes more): `batched` makes one chunk
+            debug_assert!(m <= MAX_BATCH);
+            if let Some(dx) = DigitX::new(x, inp) {
+                return batched(m, rows, inp / 2, |b, r, yp| unsafe { with_batch!(b.len(), fp4_int_rows(w, scale, inp, &dx, r, yp, n, row0)) });
             }
             let xs = split_even_odd(x);
             batched(m, rows, inp / 2, |b, r, yp| unsafe {
