@@ -3,11 +3,12 @@
 //! batch_cache`; `OUT` rows (default 256), `FMT=fp4|fp8` (default both), `INP` (default 4096 for
 //! FP4, 2048 for FP8), `BATCHES` (default 4,8,16,32,64), `TINY` (default 0): that many inputs
 //! per row of `x` set to 2^-14 of their block's largest (one remainder each in the FP4 integer
-//! kernel; the synthetic model's expert inputs hold 1-4 per row).
+//! kernel; the synthetic model's expert inputs hold 1-4 per row), `MATH=int8` (the inexact FP4
+//! path; default exact).
 use std::time::Instant;
 
 use dsv4_bench::weights::{activations, random_linear, stored_bytes, Format};
-use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Level};
+use dsv4_engine::cpu_kernels::{fast_linear_with, quantize_activations, Fp4Math, Level};
 use dsv4_reference::ActQuant;
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -20,6 +21,7 @@ fn main() {
     println!("FMA peak, 1 thread: {peak:.1} GFLOP/s");
     let out: usize = env("OUT").unwrap_or(256);
     let fmt_only = std::env::var("FMT").ok();
+    let math = if std::env::var("MATH").is_ok_and(|m| m == "int8") { Fp4Math::Int8 } else { Fp4Math::Exact };
     let batches: Vec<usize> = std::env::var("BATCHES")
         .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
         .unwrap_or_else(|_| vec![4, 8, 16, 32, 64]);
@@ -43,7 +45,7 @@ fn main() {
             for _ in 0..5 {
                 let t = Instant::now();
                 for _ in 0..20 {
-                    std::hint::black_box(fast_linear(Level::detect(), &w, &x, 0..out, ActQuant::Off));
+                    std::hint::black_box(fast_linear_with(Level::detect(), math, &w, &x, 0..out, ActQuant::Off));
                 }
                 best = best.min(t.elapsed().as_secs_f64() / 20.0);
             }

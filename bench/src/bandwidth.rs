@@ -146,6 +146,47 @@ mod x86 {
         out.iter().sum()
     }
 
+    // The int8 loops feed each chain's accumulator back in as the i8 operand, so no product is
+    // loop-invariant (the values wrap and saturate: only the timing matters).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_avx2(iters: usize, seed: i32) -> i32 {
+        let u = _mm256_set1_epi8(black_box(3));
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_set1_epi32(seed); CHAINS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_add_epi32(*v, _mm256_madd_epi16(_mm256_maddubs_epi16(u, *v), ones));
+            }
+        }
+        let s = acc.iter().fold(_mm256_setzero_si256(), |x, y| _mm256_xor_si256(x, *y));
+        _mm256_extract_epi32::<0>(s) ^ _mm256_extract_epi32::<5>(s)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn dot_avx512bw(iters: usize, seed: i32) -> i32 {
+        let u = _mm512_set1_epi8(black_box(3));
+        let ones = _mm512_set1_epi16(1);
+        let mut acc = [_mm512_set1_epi32(seed); CHAINS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_add_epi32(*v, _mm512_madd_epi16(_mm512_maddubs_epi16(u, *v), ones));
+            }
+        }
+        _mm512_reduce_add_epi32(acc.iter().fold(_mm512_setzero_si512(), |x, y| _mm512_xor_si512(x, *y)))
+    }
+
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn dot_vnni512(iters: usize, seed: i32) -> i32 {
+        let u = _mm512_set1_epi8(black_box(3));
+        let mut acc = [_mm512_set1_epi32(seed); CHAINS];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, u, *v);
+            }
+        }
+        _mm512_reduce_add_epi32(acc.iter().fold(_mm512_setzero_si512(), |x, y| _mm512_xor_si512(x, *y)))
+    }
+
     #[target_feature(enable = "avx512f")]
     pub unsafe fn fma_avx512(iters: usize, seed: f32) -> f32 {
         let m = _mm512_set1_ps(black_box(0.999_999));
@@ -184,6 +225,60 @@ pub fn fma_gflops_with(threads: usize, iters: usize, passes: usize) -> f64 {
         })
         .collect();
     median(runs)
+}
+
+/// GOPS (2 per 8-bit multiply-add) of the int8 dot products a CPU kernel can issue without
+/// VNNI: `vpmaddubsw` (u8 x i8 -> pairs summed to i16), `vpmaddwd` by ones (-> i32) and `vpaddd`,
+/// `CHAINS` independent chains per thread (with AVX-512 VNNI: `vpdpbusd`, which fuses the three).
+/// Median of `passes` passes of `iters` rounds after a warm-up pass; 0 without AVX2. It is the
+/// ceiling of the int8 FP4 path and of the peers that quantise activations to int8 (ggml Q4/Q8,
+/// onnxruntime's accuracy level 4, candle's k-quants) at the batches where they are compute-bound.
+pub fn int8_gops_with(threads: usize, iters: usize, passes: usize) -> f64 {
+    let threads = threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");
+    let pass = || {
+        pool.install(|| (0..threads).into_par_iter().map(|t| int8_chains(iters, t as i32)).reduce(|| (0, 0.0), |x, y| (x.0 ^ y.0, x.1 + y.1)))
+    };
+    if pass().1 == 0.0 {
+        return 0.0;
+    }
+    let runs = (0..passes.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let (sum, ops) = pass();
+            black_box(sum);
+            ops / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    median(runs)
+}
+
+/// [`int8_gops_with`] at 10M rounds, median of 7.
+pub fn int8_gops(threads: usize) -> f64 {
+    int8_gops_with(threads, 10_000_000, 7)
+}
+
+/// One thread's int8 loop at the widest integer dot the CPU has: `(checksum, ops)`; no ops
+/// without AVX2.
+#[inline(never)]
+fn int8_chains(iters: usize, seed: i32) -> (i32, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+            // SAFETY: the features were just detected.
+            return (unsafe { x86::dot_vnni512(iters, seed) }, (2 * CHAINS * 64 * iters) as f64);
+        }
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the features were just detected.
+            return (unsafe { x86::dot_avx512bw(iters, seed) }, (2 * CHAINS * 64 * iters) as f64);
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            return (unsafe { x86::dot_avx2(iters, seed) }, (2 * CHAINS * 32 * iters) as f64);
+        }
+    }
+    let _ = (iters, seed);
+    (0, 0.0)
 }
 
 /// [`fma_gflops_with`] at 10M rounds (1.6-3.2 GFLOP per thread, ~15 ms per pass on an AVX2 core;

@@ -125,6 +125,9 @@ pub struct RunInfo {
     pub commit: String,
     pub bandwidth_gb_per_s: f64,
     pub compute_gflop_per_s: f64,
+    /// GOPS of int8 dot products (`bandwidth::int8_gops`): the compute ceiling of the kernels
+    /// that quantise activations to int8; 0 when not measured (no row in the header).
+    pub int8_gops: f64,
     pub threads: usize,
     /// Free-form lines (kernel level, sweep sizes, ...).
     pub notes: Vec<String>,
@@ -166,6 +169,9 @@ fn header(title: &str, info: &RunInfo) -> String {
     let _ = writeln!(s, "| threads | {} |", info.threads);
     let _ = writeln!(s, "| read bandwidth (roofline) | {:.1} GB/s |", info.bandwidth_gb_per_s);
     let _ = writeln!(s, "| FP32 FMA rate | {:.0} GFLOP/s |", info.compute_gflop_per_s);
+    if info.int8_gops > 0.0 {
+        let _ = writeln!(s, "| int8 dot rate | {:.0} GOPS |", info.int8_gops);
+    }
     for n in &info.notes {
         let _ = writeln!(s, "| note | {} |", md_escape(n));
     }

@@ -1,7 +1,7 @@
 //! The rest of the harness on the CPU: telemetry without NVML, progress text, bandwidth and FMA
 //! probes, and a tiny kernel run.
 
-use dsv4_bench::bandwidth::{fma_gflops_with, median, read_bandwidth_sized};
+use dsv4_bench::bandwidth::{fma_gflops_with, int8_gops_with, median, read_bandwidth_sized};
 use dsv4_bench::cpu::*;
 use dsv4_bench::progress::{fmt_eta, Progress};
 use dsv4_bench::telemetry::{nvml_available, summarize, Sample, Sampler};
@@ -47,6 +47,11 @@ fn progress_text() {
 fn probes_give_positive_rates() {
     assert!(read_bandwidth_sized(2, 4 << 20, 3) > 0.1);
     assert!(fma_gflops_with(2, 100_000, 3) > 0.1);
+    // the int8 loop needs AVX2 (elsewhere it reports 0: not measured)
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        assert!(int8_gops_with(2, 100_000, 3) > 0.1);
+    }
     assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
     assert!(median(vec![]).is_nan());
 }

@@ -28,7 +28,7 @@ fn rec(case: &str, imp: &str, gb: f64) -> KernelRecord {
 }
 
 fn info() -> RunInfo {
-    RunInfo { device: "cpu".into(), date: "2026-01-02".into(), commit: "abc".into(), bandwidth_gb_per_s: 20.0, compute_gflop_per_s: 100.0, threads: 2, notes: vec!["n".into()] }
+    RunInfo { device: "cpu".into(), date: "2026-01-02".into(), commit: "abc".into(), bandwidth_gb_per_s: 20.0, compute_gflop_per_s: 100.0, int8_gops: 0.0, threads: 2, notes: vec!["n".into()] }
 }
 
 #[test]
@@ -70,6 +70,9 @@ fn kernel_markdown_tables() {
     assert!(md.contains("| head_b1 | 15.0 (75%) | - |"), "{md}");
     assert!(md.contains("| read bandwidth (roofline) | 20.0 GB/s |"));
     assert!(md.contains("a \\| b"), "pipes in notes are escaped");
+    assert!(!md.contains("int8 dot rate"), "no row for an unmeasured rate");
+    let md8 = kernel_markdown(&recs, &RunInfo { int8_gops: 350.4, ..info() });
+    assert!(md8.contains("| int8 dot rate | 350 GOPS |"), "{md8}");
     // every table row has the same number of cells as its header
     for block in md.split("\n\n").filter(|b| b.starts_with('|')) {
         let cols: Vec<usize> = block.lines().map(|l| l.matches('|').count() - l.matches("\\|").count()).collect();

@@ -139,6 +139,17 @@ proptest! {
         check(&w, &s, out, inp, &x, a.min(b)..a.max(b) + 1)?;
     }
 
+    /// Rows long enough that the AVX2 kernel splits them into several passes over its row
+    /// groups (at batch 5-8 a pass holds 16-28 block pairs): odd block counts, partial groups.
+    #[test]
+    fn int8_multi_pass_rows(out in 1usize..20, inp_units in 57usize..=90, m in 5usize..=9, seed in any::<u64>(), sub in any::<(u16, u16)>()) {
+        let inp = inp_units * 32;
+        let (w, s) = random_fp4(out, inp, seed);
+        let x = random_x(m * inp, seed);
+        let (a, b) = ((sub.0 as usize) % out, (sub.1 as usize) % out);
+        check(&w, &s, out, inp, &x, a.min(b)..a.max(b) + 1)?;
+    }
+
     #[test]
     fn int8_nan_scale_gives_nan(out in 1usize..40, inp_units in 1usize..8, m in 1usize..=9, seed in any::<u64>(), pos in any::<usize>()) {
         let inp = inp_units * 32;

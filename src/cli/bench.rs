@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use dsv4_bench::bandwidth::{fma_gflops, fma_gflops_with, read_bandwidth_sized};
+use dsv4_bench::bandwidth::{fma_gflops, fma_gflops_with, int8_gops, int8_gops_with, read_bandwidth_sized};
 use dsv4_bench::cpu::{self, impl_by_name, CpuOpts, IMPL_NAMES};
 use dsv4_bench::report::{self, KernelRecord, RunInfo};
 use dsv4_engine::cpu_kernels::Level;
@@ -124,9 +124,10 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
     let max_bytes = a.max_mb.map(|m| m.max(1) << 20);
     let (bw_bytes, bw_passes) = if a.quick { (512usize << 20, 5) } else { (1usize << 30, 9) };
     let bw_bytes = max_bytes.map_or(bw_bytes, |m| m.min(bw_bytes));
-    eprintln!("measuring read bandwidth ({} MB, {threads} threads) and FMA rate...", bw_bytes >> 20);
+    eprintln!("measuring read bandwidth ({} MB, {threads} threads), FMA and int8 dot rates...", bw_bytes >> 20);
     let bw_before = read_bandwidth_sized(threads, bw_bytes, bw_passes);
     let fma = if max_bytes.is_some() { fma_gflops_with(threads, 1_000_000, 3) } else { fma_gflops(threads) };
+    let int8 = if max_bytes.is_some() { int8_gops_with(threads, 1_000_000, 3) } else { int8_gops(threads) };
 
     let mut opts = if a.quick { CpuOpts::quick(bw_before) } else { CpuOpts::full(bw_before) };
     if let Some(m) = max_bytes {
@@ -146,7 +147,8 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
     // and the roofline is what the machine can do, so the higher of the two is kept.
     let bw_after = read_bandwidth_sized(threads, bw_bytes, bw_passes);
     let fma_after = if max_bytes.is_some() { fma_gflops_with(threads, 1_000_000, 3) } else { fma_gflops(threads) };
-    let (bw, fma) = (bw_before.max(bw_after), fma.max(fma_after));
+    let int8_after = if max_bytes.is_some() { int8_gops_with(threads, 1_000_000, 3) } else { int8_gops(threads) };
+    let (bw, fma, int8) = (bw_before.max(bw_after), fma.max(fma_after), int8.max(int8_after));
     for r in &mut records {
         r.roofline_gb_per_s = bw;
         r.pct_of_roofline = 100.0 * r.gb_per_s / bw;
@@ -171,6 +173,7 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
         commit: opts.commit.clone(),
         bandwidth_gb_per_s: bw,
         compute_gflop_per_s: fma,
+        int8_gops: int8,
         threads,
         notes,
     };

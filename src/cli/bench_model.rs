@@ -241,6 +241,7 @@ fn write_outputs(
         commit: commit.into(),
         bandwidth_gb_per_s: roof.bandwidth_gb_per_s,
         compute_gflop_per_s: roof.compute_gflop_per_s,
+        int8_gops: 0.0,
         threads: dsv4_engine::cpu_kernels::pool::threads(),
         notes: vec![
             format!("rooflines: {how}"),
