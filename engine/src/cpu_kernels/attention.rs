@@ -126,6 +126,46 @@ fn softmax_stats(scores: &[f32], sink: f32) -> (f32, f32) {
     (m, (sink - m).exp() + scores.iter().map(|s| (s - m).exp()).sum::<f32>())
 }
 
+/// The scores of both widths' attention: `[HEADS_PER_TASK, n]` (`sel.len() = n`), each
+/// `q_head · row · scale`, by tiles of 4 heads x 2 rows (8 accumulators; each row vector loaded
+/// once for 4 FMAs). `$lanes`-wide vectors: zero, unaligned load, FMA, horizontal sum. Missing
+/// heads of a short last group repeat head 0 (computed, never stored).
+#[cfg(target_arch = "x86_64")]
+macro_rules! score_tiles {
+    ($q:expr, $sel:expr, $scale:expr, $d:expr, $nh:expr, $lanes:literal, $zero:path, $load:path, $fma:path, $sum:path) => {{
+        const H: usize = HEADS_PER_TASK;
+        let (q, sel, scale, d, nh): (&[f32], &[&[f32]], f32, usize, usize) = ($q, $sel, $scale, $d, $nh);
+        let n = sel.len();
+        let qp: [*const f32; H] = std::array::from_fn(|i| q[(if i < nh { i } else { 0 }) * d..].as_ptr());
+        let mut sc = vec![0.0f32; H * n];
+        let mut j = 0;
+        while j < n {
+            let two = j + 1 < n;
+            let (r0, r1) = (sel[j].as_ptr(), sel[if two { j + 1 } else { j }].as_ptr());
+            let mut a0 = [$zero(); H];
+            let mut a1 = [$zero(); H];
+            for c in (0..d).step_by($lanes) {
+                // SAFETY: c + $lanes <= d (d a multiple of the width) and every row and query
+                // head has d values.
+                let (v0, v1) = unsafe { ($load(r0.add(c)), $load(r1.add(c))) };
+                for i in 0..H {
+                    let qv = unsafe { $load(qp[i].add(c)) };
+                    a0[i] = $fma(qv, v0, a0[i]);
+                    a1[i] = $fma(qv, v1, a1[i]);
+                }
+            }
+            for i in 0..H {
+                sc[i * n + j] = $sum(a0[i]) * scale;
+                if two {
+                    sc[i * n + j + 1] = $sum(a1[i]) * scale;
+                }
+            }
+            j += 2;
+        }
+        sc
+    }};
+}
+
 /// Attention of `q.len() / d` (<= 4) heads of one query over the rows `sel`: `[heads, d]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -135,32 +175,7 @@ unsafe fn attn_heads_avx512(q: &[f32], sel: &[&[f32]], sink: &[f32], scale: f32,
     let nh = q.len() / d;
     debug_assert!(nh <= H && nh == sink.len() && d.is_multiple_of(16));
     let n = sel.len();
-    // missing heads of a short last group repeat head 0 (computed, never stored)
-    let qp: [*const f32; H] = std::array::from_fn(|i| q[(if i < nh { i } else { 0 }) * d..].as_ptr());
-    let mut sc = vec![0.0f32; H * n];
-    let mut j = 0;
-    while j < n {
-        let two = j + 1 < n;
-        let (r0, r1) = (sel[j].as_ptr(), sel[if two { j + 1 } else { j }].as_ptr());
-        let mut a0 = [_mm512_setzero_ps(); H];
-        let mut a1 = [_mm512_setzero_ps(); H];
-        for c in (0..d).step_by(16) {
-            // SAFETY: c + 16 <= d and every row and query head has d values.
-            let (v0, v1) = unsafe { (_mm512_loadu_ps(r0.add(c)), _mm512_loadu_ps(r1.add(c))) };
-            for i in 0..H {
-                let qv = unsafe { _mm512_loadu_ps(qp[i].add(c)) };
-                a0[i] = _mm512_fmadd_ps(qv, v0, a0[i]);
-                a1[i] = _mm512_fmadd_ps(qv, v1, a1[i]);
-            }
-        }
-        for i in 0..H {
-            sc[i * n + j] = _mm512_reduce_add_ps(a0[i]) * scale;
-            if two {
-                sc[i * n + j + 1] = _mm512_reduce_add_ps(a1[i]) * scale;
-            }
-        }
-        j += 2;
-    }
+    let mut sc = score_tiles!(q, sel, scale, d, nh, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps);
     probabilities(&mut sc, n, sink);
     let mut o = vec![0.0f32; nh * d];
     for c in (0..d).step_by(64) {
@@ -215,32 +230,7 @@ unsafe fn attn_heads_avx2(q: &[f32], sel: &[&[f32]], sink: &[f32], scale: f32, d
     let nh = q.len() / d;
     debug_assert!(nh <= H && nh == sink.len() && d.is_multiple_of(8));
     let n = sel.len();
-    // missing heads of a short last group repeat head 0 (computed, never stored)
-    let qp: [*const f32; H] = std::array::from_fn(|i| q[(if i < nh { i } else { 0 }) * d..].as_ptr());
-    let mut sc = vec![0.0f32; H * n];
-    let mut j = 0;
-    while j < n {
-        let two = j + 1 < n;
-        let (r0, r1) = (sel[j].as_ptr(), sel[if two { j + 1 } else { j }].as_ptr());
-        let mut a0 = [_mm256_setzero_ps(); H];
-        let mut a1 = [_mm256_setzero_ps(); H];
-        for c in (0..d).step_by(8) {
-            // SAFETY: c + 8 <= d and every row and query head has d values.
-            let (v0, v1) = unsafe { (_mm256_loadu_ps(r0.add(c)), _mm256_loadu_ps(r1.add(c))) };
-            for i in 0..H {
-                let qv = unsafe { _mm256_loadu_ps(qp[i].add(c)) };
-                a0[i] = _mm256_fmadd_ps(qv, v0, a0[i]);
-                a1[i] = _mm256_fmadd_ps(qv, v1, a1[i]);
-            }
-        }
-        for i in 0..H {
-            sc[i * n + j] = super::hsum256(a0[i]) * scale;
-            if two {
-                sc[i * n + j + 1] = super::hsum256(a1[i]) * scale;
-            }
-        }
-        j += 2;
-    }
+    let mut sc = score_tiles!(q, sel, scale, d, nh, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, super::hsum256);
     probabilities(&mut sc, n, sink);
     let mut o = vec![0.0f32; nh * d];
     for b0 in (0..n).step_by(VALUE_ROWS) {
