@@ -384,7 +384,8 @@ mod tests {
                     let u = next();
                     let mag = [1e-40f32, 1e-3, 1.0, 3e4, 1e30][(u % 5) as usize];
                     match u % 7 {
-                        // multiples of amax/254: quotients land on .5 exactly once amax = 127·k
+                        // halves: in a block whose largest is the special 127.0 (scale 1)
+                        // their quotients are exact ties
                         0 => (i as f32 - 16.0) * 0.5,
                         1 => 0.0,
                         _ => ((u >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * mag,

@@ -66,8 +66,9 @@ pub enum Fp4Math {
     Exact,
     /// Activations re-quantised to int8 per 32 inputs, integer dot products ([`int8`]): on
     /// AVX2 about the exact kernel's speed at batch 1 (that one is integer too, `fp4_int.rs`) and
-    /// 1.3-1.6x at batch 4-8 on a Zen 3 host, about the same on AVX-512 BF16; 3e-4 median
-    /// relative error per dot (`engine/tests/cpu_kernels_int8.rs`).
+    /// 1.35-1.9x at batch 8, 1.4-1.5x at batch 32 on a Zen 3 host (results/cpu-2026-12-07); about
+    /// the same as exact on AVX-512 BF16 (that host's run of 2026-12-06, before the int8 kernel's
+    /// passes); 3e-4 median relative error per dot (`engine/tests/cpu_kernels_int8.rs`).
     Int8,
 }
 
