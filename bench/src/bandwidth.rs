@@ -208,20 +208,35 @@ mod x86 {
 /// flag needed); without either, scalar `mul_add` (possibly a library call: low, honestly so).
 /// It is reported beside the kernels' effective GFLOP/s as the compute roofline.
 pub fn fma_gflops_with(threads: usize, iters: usize, passes: usize) -> f64 {
+    pool_rate(threads, passes, |t| fma_chains(iters, 1.0 + t as f32))
+}
+
+/// Billions of `work`'s units per second: `work(t)` runs once on each of `threads` threads per
+/// pass and returns a checksum (kept from the optimiser) and its units; the median of `passes`
+/// timed passes after a warm-up pass, 0 when the warm-up counts no units.
+fn pool_rate<T: Send>(threads: usize, passes: usize, work: impl Fn(usize) -> (T, f64) + Sync) -> f64 {
     let threads = threads.max(1);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");
     let pass = || {
         pool.install(|| {
-            (0..threads).into_par_iter().map(|t| fma_chains(iters, 1.0 + t as f32)).reduce(|| (0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1))
+            (0..threads)
+                .into_par_iter()
+                .map(|t| {
+                    let (sum, units) = work(t);
+                    black_box(sum);
+                    units
+                })
+                .sum::<f64>()
         })
     };
-    black_box(pass());
+    if pass() == 0.0 {
+        return 0.0;
+    }
     let runs = (0..passes.max(1))
         .map(|_| {
             let t = Instant::now();
-            let (sum, flops) = pass();
-            black_box(sum);
-            flops / t.elapsed().as_secs_f64() / 1e9
+            let units = pass();
+            units / t.elapsed().as_secs_f64() / 1e9
         })
         .collect();
     median(runs)
@@ -234,23 +249,7 @@ pub fn fma_gflops_with(threads: usize, iters: usize, passes: usize) -> f64 {
 /// ceiling of the int8 FP4 path and of the peers that quantise activations to int8 (ggml Q4/Q8,
 /// onnxruntime's accuracy level 4, candle's k-quants) at the batches where they are compute-bound.
 pub fn int8_gops_with(threads: usize, iters: usize, passes: usize) -> f64 {
-    let threads = threads.max(1);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");
-    let pass = || {
-        pool.install(|| (0..threads).into_par_iter().map(|t| int8_chains(iters, t as i32)).reduce(|| (0, 0.0), |x, y| (x.0 ^ y.0, x.1 + y.1)))
-    };
-    if pass().1 == 0.0 {
-        return 0.0;
-    }
-    let runs = (0..passes.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            let (sum, ops) = pass();
-            black_box(sum);
-            ops / t.elapsed().as_secs_f64() / 1e9
-        })
-        .collect();
-    median(runs)
+    pool_rate(threads, passes, |t| int8_chains(iters, t as i32))
 }
 
 /// [`int8_gops_with`] at 10M rounds, median of 7.
