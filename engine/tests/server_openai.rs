@@ -248,7 +248,10 @@ async fn api_key_guards_everything_but_health() {
 async fn disconnect_cancels_and_full_queue_answers_429() {
     let ecfg = EngineConfig { max_running: 1, max_waiting: 1, ..EngineConfig::default() };
     let s = start(hooks(), ecfg).await;
-    let long = chat("deepseek-chat", json!({"stream": true, "max_tokens": 3000}));
+    // forced text longer than max_tokens: the streams cannot end early on a sampled end token
+    // (whether the seeded tiny model samples one, and when, depends on the kernels' summation
+    // order), so the first one is still running when the third request arrives
+    let long = chat("deepseek-chat", json!({"stream": true, "max_tokens": 3000, "dsv4_forced_output": "ab ".repeat(4000)}));
     // One running, one waiting: the third is refused with 429 and Retry-After.
     let r1 = client().post(format!("{}/v1/chat/completions", s.base)).json(&long).send().await.unwrap();
     let r2 = client().post(format!("{}/v1/chat/completions", s.base)).json(&long).send().await.unwrap();
