@@ -126,8 +126,12 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
     let bw_bytes = max_bytes.map_or(bw_bytes, |m| m.min(bw_bytes));
     eprintln!("measuring read bandwidth ({} MB, {threads} threads), FMA and int8 dot rates...", bw_bytes >> 20);
     let bw_before = read_bandwidth_sized(threads, bw_bytes, bw_passes);
-    let fma = if max_bytes.is_some() { fma_gflops_with(threads, 1_000_000, 3) } else { fma_gflops(threads) };
-    let int8 = if max_bytes.is_some() { int8_gops_with(threads, 1_000_000, 3) } else { int8_gops(threads) };
+    // the compute ceilings (short probes under --max-mb, a test run)
+    let compute_rates = || match max_bytes {
+        Some(_) => (fma_gflops_with(threads, 1_000_000, 3), int8_gops_with(threads, 1_000_000, 3)),
+        None => (fma_gflops(threads), int8_gops(threads)),
+    };
+    let (fma, int8) = compute_rates();
 
     let mut opts = if a.quick { CpuOpts::quick(bw_before) } else { CpuOpts::full(bw_before) };
     if let Some(m) = max_bytes {
@@ -146,8 +150,7 @@ fn run_cpu(a: CpuArgs) -> Result<()> {
     // Measured again after the kernels: on a shared host one probe can land in a busy moment,
     // and the roofline is what the machine can do, so the higher of the two is kept.
     let bw_after = read_bandwidth_sized(threads, bw_bytes, bw_passes);
-    let fma_after = if max_bytes.is_some() { fma_gflops_with(threads, 1_000_000, 3) } else { fma_gflops(threads) };
-    let int8_after = if max_bytes.is_some() { int8_gops_with(threads, 1_000_000, 3) } else { int8_gops(threads) };
+    let (fma_after, int8_after) = compute_rates();
     let (bw, fma, int8) = (bw_before.max(bw_after), fma.max(fma_after), int8.max(int8_after));
     for r in &mut records {
         r.roofline_gb_per_s = bw;

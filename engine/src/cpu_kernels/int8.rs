@@ -67,26 +67,7 @@ pub fn fp4_gemv_int8(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usiz
 /// round to nearest) and one scale per block, `amax / 127` (0 for an all-zero block, NaN when
 /// the block holds a NaN or an infinity), so that `x ≈ q · scale`.
 pub fn quantize_int8_blocks(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
-    assert!(x.len().is_multiple_of(QBLOCK), "length {} is not a multiple of {QBLOCK}", x.len());
-    let mut q = vec![0i8; x.len()];
-    let mut s = vec![0.0f32; x.len() / QBLOCK];
-    for ((xb, qb), sb) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(&mut s) {
-        if xb.iter().any(|v| !v.is_finite()) {
-            *sb = f32::NAN; // q stays 0; the NaN scale poisons the output
-            continue;
-        }
-        let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        if amax == 0.0 {
-            continue;
-        }
-        let sc = amax / 127.0;
-        *sb = sc;
-        for (qi, &v) in qb.iter_mut().zip(xb) {
-            // `as` saturates (and maps a NaN from a denormal-underflowed scale to 0)
-            *qi = (v / sc).round().clamp(-127.0, 127.0) as i8;
-        }
-    }
-    (q, s)
+    quantize_each(x, quantize_block)
 }
 
 /// [`quantize_int8_blocks`], bit for bit, with AVX2 where the CPU has it (the scalar `round`
@@ -94,28 +75,41 @@ pub fn quantize_int8_blocks(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
 fn quantize_blocks_fast(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
-        assert!(x.len().is_multiple_of(QBLOCK), "length {} is not a multiple of {QBLOCK}", x.len());
-        let mut q = vec![0i8; x.len()];
-        let mut s = vec![0.0f32; x.len() / QBLOCK];
-        for ((xb, qb), sb) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(&mut s) {
-            // SAFETY: AVX2 was just detected; both blocks hold 32 values.
-            match unsafe { quantize_block_avx2(xb.try_into().unwrap(), qb.try_into().unwrap()) } {
-                Some(sc) => *sb = sc,
-                None => {
-                    // the scale underflowed to 0: the scalar path's saturating casts decide
-                    let (qs, ss) = quantize_int8_blocks(xb);
-                    qb.copy_from_slice(&qs);
-                    *sb = ss[0];
-                }
-            }
-        }
-        return (q, s);
+        // SAFETY: AVX2 was just detected. `None`: the scale underflowed to 0, and the scalar
+        // path's saturating casts decide.
+        return quantize_each(x, |xb, qb| unsafe { quantize_block_avx2(xb, qb) }.unwrap_or_else(|| quantize_block(xb, qb)));
     }
     quantize_int8_blocks(x)
 }
 
-/// One block of [`quantize_int8_blocks`]: writes `q` and returns the scale, or `None` (and
-/// nothing written) when `amax / 127` underflows to 0 but `amax` is not 0.
+/// `q` and the scales of `x`, block by block through `block` (which writes a zeroed block's
+/// `q` and returns its scale).
+fn quantize_each(x: &[f32], block: impl Fn(&[f32; QBLOCK], &mut [i8; QBLOCK]) -> f32) -> (Vec<i8>, Vec<f32>) {
+    assert!(x.len().is_multiple_of(QBLOCK), "length {} is not a multiple of {QBLOCK}", x.len());
+    let mut q = vec![0i8; x.len()];
+    let s = x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).map(|(xb, qb)| block(xb.try_into().unwrap(), qb.try_into().unwrap())).collect();
+    (q, s)
+}
+
+/// One block of [`quantize_int8_blocks`] (`q` zeroed on entry).
+fn quantize_block(xb: &[f32; QBLOCK], qb: &mut [i8; QBLOCK]) -> f32 {
+    if xb.iter().any(|v| !v.is_finite()) {
+        return f32::NAN; // q stays 0; the NaN scale poisons the output
+    }
+    let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let sc = amax / 127.0;
+    for (qi, &v) in qb.iter_mut().zip(xb) {
+        // `as` saturates (and maps a NaN from a denormal-underflowed scale to 0)
+        *qi = (v / sc).round().clamp(-127.0, 127.0) as i8;
+    }
+    sc
+}
+
+/// [`quantize_block`] with AVX2 (`q` zeroed on entry): the scale, or `None` (and nothing
+/// written) when `amax / 127` underflows to 0 but `amax` is not 0.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_block_avx2(x: &[f32; QBLOCK], q: &mut [i8; QBLOCK]) -> Option<f32> {
@@ -127,7 +121,6 @@ unsafe fn quantize_block_avx2(x: &[f32; QBLOCK], q: &mut [i8; QBLOCK]) -> Option
     let inf = _mm256_set1_ps(f32::INFINITY);
     let bad = a.iter().fold(_mm256_setzero_ps(), |m, &a| _mm256_or_ps(m, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf)));
     if _mm256_movemask_ps(bad) != 0 {
-        *q = [0; QBLOCK];
         return Some(f32::NAN);
     }
     let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
@@ -135,7 +128,6 @@ unsafe fn quantize_block_avx2(x: &[f32; QBLOCK], q: &mut [i8; QBLOCK]) -> Option
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps::<1>(m, m)));
     if amax == 0.0 {
-        *q = [0; QBLOCK];
         return Some(0.0);
     }
     let sc = amax / 127.0;
@@ -271,12 +263,12 @@ unsafe fn rows_avx2<const B: usize>(
     let (qp, cp, hp) = (x.q.as_ptr(), x.corr.as_ptr(), x.half.as_ptr());
     let full = kb / 2; // pairs with two real blocks
     let ng = np.div_ceil(4); // groups of 4 pairs: one vector of 8 weight scales each
-    // Pairs per pass over a group of rows (a multiple of 4): the pass's activations stay in L1
+    // Groups of 4 pairs per pass over a group of rows: the pass's activations stay in L1
     // while the group's rows read them (a whole row's at batch 8, 4096 inputs, is 52 KiB: from
     // L2 every row, the kernel waited on it). Within a row the groups still run in order.
-    let chunk = (L1_X_BYTES / (B * X_PAIR_BYTES) / 4 * 4).clamp(4, 4 * ng);
+    let pass = (L1_X_BYTES / (B * X_PAIR_BYTES * 4)).clamp(1, ng);
     // one pass per row: prefetch along the row; several: the same stretch two rows on
-    let pf = if chunk < np { k } else { super::PREFETCH_BYTES };
+    let pf = if pass < ng { k } else { super::PREFETCH_BYTES };
     let (nan, tiny) = (_mm256_set1_ps(f32::NAN), _mm256_set1_ps(e8m0[0]));
     let (b00, bff) = (_mm256_setzero_si256(), _mm256_set1_epi32(0xFF));
     // 8 e8m0 bytes -> 2^(e-127) (the exponent field as is; 0 -> 2^-127 and 0xFF -> NaN fixed)
@@ -315,7 +307,7 @@ unsafe fn rows_avx2<const B: usize>(
         let mut accs = [[[_mm256_setzero_ps(); 2]; B]; GROUP];
         let mut g0 = 0;
         while g0 < ng {
-            let g1 = (g0 + chunk / 4).min(ng);
+            let g1 = (g0 + pass).min(ng);
             for (i, slot) in accs.iter_mut().enumerate().take(g) {
                 let n = n0 + i;
                 // SAFETY (all pointer reads below): row `n < r.end` lies inside `w` / `scale`
