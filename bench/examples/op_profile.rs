@@ -1,6 +1,6 @@
-//! Where a batch-1 decode step's time goes, op by op: the synthetic Flash-geometry model (16
+//! Where a decode step's time goes, op by op: the synthetic Flash-geometry model (16
 //! experts, layers of the compress ratios in `RATIOS`, default 0,4,128) decoded at `CTX` (4096)
-//! (or, with `PREFILL=N`, prefilled with N tokens) with every heavy op of the CPU kernels timed by a wrapper, reported per op (weight shape and
+//! (`BATCH` sequences, default 1; or, with `PREFILL=N`, prefilled with N tokens) with every heavy op of the CPU kernels timed by a wrapper, reported per op (weight shape and
 //! format) with the GB/s of the weight bytes it streamed.
 //! `RATIOS=0,0 cargo run --release -p dsv4-bench --example op_profile`
 use std::collections::BTreeMap;
@@ -78,6 +78,7 @@ fn main() {
     let ratios: Vec<usize> = env("RATIOS", "0,4,128").split(',').map(|s| s.parse().expect("RATIOS: numbers")).collect();
     let ctx: usize = env("CTX", "4096").parse().expect("CTX: a number");
     let runs: usize = env("RUNS", "10").parse().expect("RUNS: a number");
+    let batch: usize = env("BATCH", "1").parse().expect("BATCH: a number");
     let bm = bench_model(&bench_config_with_ratios(&ratios, 16), 1).expect("the synthetic model");
     let timed = Arc::new(Timed { k: Kernels { level: Level::detect(), fp4: Fp4Math::Exact }, log: Mutex::new(BTreeMap::new()) });
     let mut b = CpuBackend::with_compute(bm.model, CpuKernels::detect(), timed.clone());
@@ -85,7 +86,7 @@ fn main() {
     let pre: Option<usize> = std::env::var("PREFILL").ok().map(|v| v.parse().expect("PREFILL: a number"));
     let step = |b: &mut CpuBackend, runs| match pre {
         Some(n) => prefill(b, n, runs, ActQuant::On, false),
-        None => decode(b, 1, ctx, runs, ActQuant::On, false),
+        None => decode(b, batch, ctx, runs, ActQuant::On, false),
     };
     step(&mut b, 1); // warm-up
     timed.log.lock().unwrap().clear();
@@ -95,7 +96,7 @@ fn main() {
     let runs = runs + 1;
     let log = timed.log.lock().unwrap();
     let total: f64 = log.values().map(|v| v.1).sum::<f64>() / runs as f64;
-    let what = pre.map_or(format!("decode b1 @ {ctx}"), |n| format!("prefill {n}"));
+    let what = pre.map_or(format!("decode b{batch} @ {ctx}"), |n| format!("prefill {n}"));
     println!("{what}, layers {ratios:?}: {:.2} ms per step (median), timed ops {:.2} ms (mean)", step * 1e3, total * 1e3);
     let mut rows: Vec<_> = log.iter().collect();
     rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));

@@ -24,6 +24,23 @@ impl CpuAct {
     fn rows(&self, r: std::ops::Range<usize>) -> &[f32] {
         &self.data[r.start * self.cols..r.end * self.cols]
     }
+
+    fn rows_count(&self) -> usize {
+        self.data.len().checked_div(self.cols).unwrap_or(0)
+    }
+}
+
+/// The position of each of the step's `rows`: chunk `c`'s rows are its sequence's positions
+/// `c.pos0..`.
+fn positions(chunks: &[Chunk], rows: usize) -> Vec<usize> {
+    let mut pos = vec![usize::MAX; rows];
+    for c in chunks {
+        for (i, r) in c.rows.clone().enumerate() {
+            pos[r] = c.pos0 + i;
+        }
+    }
+    assert!(pos.iter().all(|&p| p != usize::MAX), "the chunks do not cover every row of the step");
+    pos
 }
 
 fn layer_state(states: &mut [Option<SequenceState>], slot: Slot, layer: Layer) -> &mut LayerState {
@@ -122,15 +139,6 @@ impl CpuBackend {
 
     pub fn model(&self) -> &Model {
         &self.model
-    }
-
-    /// Apply `f` to each chunk's rows of `x`, concatenating the outputs (of `cols` columns).
-    fn per_chunk(&self, x: &CpuAct, chunks: &[Chunk], cols: usize, mut f: impl FnMut(&[f32], &Chunk) -> Vec<f32>) -> CpuAct {
-        let mut data = Vec::with_capacity(x.data.len() / x.cols.max(1) * cols);
-        for c in chunks {
-            data.extend(f(x.rows(c.rows.clone()), c));
-        }
-        CpuAct { data, cols }
     }
 }
 
@@ -236,28 +244,26 @@ impl Backend for CpuBackend {
         CpuAct { data, cols: x.cols }
     }
 
+    // The projections run once on all rows of the step (one weight pass for every sequence),
+    // each row at its own position; only the state updates go chunk by chunk.
     fn attn_queries(&self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) -> (CpuAct, CpuAct) {
         let blk = &self.model.w.layers[layer.0];
         let cfg = &self.model.cfg;
-        let (mut q, mut qr) = (Vec::new(), Vec::new());
-        for c in chunks {
-            let (qc, qrc) = self.model.attn_queries(&blk.attn, blk.ratio, x.rows(c.rows.clone()), c.pos0, aq);
-            q.extend(qc);
-            qr.extend(qrc);
-        }
+        let (q, qr) = self.model.attn_queries(&blk.attn, blk.ratio, &x.data, &positions(chunks, x.rows_count()), aq);
         (CpuAct { data: q, cols: cfg.n_heads * cfg.head_dim }, CpuAct { data: qr, cols: cfg.q_lora_rank })
     }
 
     fn attn_window_kv(&self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) -> CpuAct {
         let blk = &self.model.w.layers[layer.0];
-        self.per_chunk(x, chunks, self.model.cfg.head_dim, |rows, c| self.model.attn_window_kv(&blk.attn, blk.ratio, rows, c.pos0, aq))
+        CpuAct { data: self.model.attn_window_kv(&blk.attn, blk.ratio, &x.data, &positions(chunks, x.rows_count()), aq), cols: self.model.cfg.head_dim }
     }
 
     fn attn_compress(&mut self, layer: Layer, x: &CpuAct, chunks: &[Chunk], aq: ActQuant) {
         let (model, states) = (&self.model, &mut self.states);
         let blk = &model.w.layers[layer.0];
+        let proj = model.compress_inputs(&blk.attn, &x.data);
         for c in chunks {
-            model.attn_compress(&blk.attn, blk.ratio, x.rows(c.rows.clone()), c.pos0, layer_state(states, c.slot, layer), aq);
+            model.attn_compress(&blk.attn, blk.ratio, proj.as_ref(), c.rows.clone(), c.pos0, layer_state(states, c.slot, layer), aq);
         }
     }
 
@@ -265,9 +271,10 @@ impl Backend for CpuBackend {
         let mut sel = Vec::new();
         let (model, states) = (&self.model, &mut self.states);
         let blk = &model.w.layers[layer.0];
+        let inputs = model.select_inputs(&blk.attn, blk.ratio, &x.data, &qr.data, &positions(chunks, x.rows_count()), aq);
         for c in chunks {
             let ls = layer_state(states, c.slot, layer);
-            sel.extend(model.attn_select(&blk.attn, blk.ratio, x.rows(c.rows.clone()), qr.rows(c.rows.clone()), c.pos0, ls, aq));
+            sel.extend(model.attn_select(&blk.attn, blk.ratio, inputs.as_ref(), c.rows.clone(), c.pos0, ls, aq));
         }
         sel
     }

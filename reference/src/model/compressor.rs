@@ -32,6 +32,22 @@ pub struct CompressorState {
     pub prev_score: Vec<Vec<f32>>,
 }
 
+/// A compressor's projections of a run of rows: raw kv and gate scores, `[T, width]` each.
+pub struct Projected {
+    pub kv: Vec<f32>,
+    pub score: Vec<f32>,
+    /// `coff·hd`.
+    pub width: usize,
+}
+
+impl Projected {
+    /// Rows `r` of kv and of score.
+    pub fn rows(&self, r: std::ops::Range<usize>) -> (&[f32], &[f32]) {
+        let w = self.width;
+        (&self.kv[r.start * w..r.end * w], &self.score[r.start * w..r.end * w])
+    }
+}
+
 impl Compressor {
     pub fn coff(&self) -> usize {
         if self.overlap {
@@ -49,10 +65,23 @@ impl Compressor {
 
     /// `feed` with the projections run by `mm`.
     pub fn feed_with(&self, mm: &dyn Compute, x: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
-        let w = self.coff() * self.hd;
-        let off = crate::quant::ActQuant::Off;
-        let mut proj = mm.forward_many(&[(&self.wkv, x), (&self.wgate, x)], off).into_iter();
+        let p = self.project(mm, x);
+        self.feed_projected(&p.kv, &p.score, pos0, st)
+    }
+
+    /// The kv and gate projections of the rows of `x` (`[T, dim]`). They do not depend on the
+    /// position or the state, so a step that mixes sequences projects all its rows at once.
+    pub fn project(&self, mm: &dyn Compute, x: &[f32]) -> Projected {
+        let mut proj = mm.forward_many(&[(&self.wkv, x), (&self.wgate, x)], crate::quant::ActQuant::Off).into_iter();
         let (kv, score) = (proj.next().expect("kv"), proj.next().expect("score"));
+        Projected { kv, score, width: self.coff() * self.hd }
+    }
+
+    /// `feed` on already projected rows (`[T, coff·hd]` each) of consecutive tokens at
+    /// positions `pos0..`.
+    pub fn feed_projected(&self, kv: &[f32], score: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
+        let w = self.coff() * self.hd;
+        assert_eq!(kv.len(), score.len(), "compressor: kv and score rows differ");
         let mut done = Vec::new();
         for (t, (kv, sc)) in kv.chunks(w).zip(score.chunks(w)).enumerate() {
             let p = pos0 + t;

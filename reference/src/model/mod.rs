@@ -6,6 +6,7 @@ pub mod compressor;
 pub mod state;
 pub mod weights;
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::ops::moe::{experts_ffn, gate_scores, route, topk_indices, ExpertJob};
 use crate::ops::norm::{rms_norm_inplace, rms_norm_unweighted_inplace};
 use crate::ops::rope::Rope;
 use crate::quant::{act_quant_fp4_inplace, act_quant_fp8_inplace, ActQuant};
+pub use compressor::Projected;
 pub use state::{LayerState, MtpState, SequenceState};
 pub use weights::Weights;
 use weights::{Attention, Block, Indexer, Moe, Router};
@@ -48,6 +50,16 @@ pub enum OpenError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Checkpoint(#[from] LoadError),
+}
+
+/// The lightning indexer's row-by-row inputs of a step (`Model::select_inputs`).
+pub struct IndexerInputs {
+    /// Queries `[T, nh·ihd]`, RoPE'd, Hadamard-rotated, FP4-simulated.
+    q: Vec<f32>,
+    /// Head weights `[T, nh]`, scaled by `ihd^-1/2 · nh^-1/2`.
+    w: Vec<f32>,
+    /// The index compressor's projections.
+    comp: Projected,
 }
 
 /// Which rows of logits a call computes.
@@ -240,12 +252,18 @@ impl Model {
     }
 
     /// Attention for the T tokens `x` (`[T, d]`, normalised) at positions `pos0..`: the pieces
-    /// below, in order.
+    /// below, in order. The projections (`attn_queries`, `attn_window_kv`, `compress_inputs`,
+    /// `select_inputs`) are row by row and take each row's position, so a step that mixes
+    /// sequences runs them once on all its rows; the rest reads and writes one sequence's state.
     fn attention(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<f32> {
-        let (q, qr) = self.attn_queries(a, ratio, x, pos0, aq);
-        let kv = self.attn_window_kv(a, ratio, x, pos0, aq);
-        self.attn_compress(a, ratio, x, pos0, ls, aq);
-        let selected = self.attn_select(a, ratio, x, &qr, pos0, ls, aq);
+        let t = x.len() / self.cfg.dim;
+        let pos: Vec<usize> = (pos0..pos0 + t).collect();
+        let (q, qr) = self.attn_queries(a, ratio, x, &pos, aq);
+        let kv = self.attn_window_kv(a, ratio, x, &pos, aq);
+        let comp = self.compress_inputs(a, x);
+        self.attn_compress(a, ratio, comp.as_ref(), 0..t, pos0, ls, aq);
+        let ix = self.select_inputs(a, ratio, x, &qr, &pos, aq);
+        let selected = self.attn_select(a, ratio, ix.as_ref(), 0..t, pos0, ls, aq);
         let o = self.attn_core(a, ratio, &q, &kv, &selected, pos0, ls);
         self.attn_output(a, &o, aq)
     }
@@ -258,30 +276,32 @@ impl Model {
         }
     }
 
-    /// Queries `[T, H·hd]` (low-rank, normalised per head, RoPE on the last rd dims) and the
-    /// low-rank `qr` `[T, q_lora]` the indexer shares.
-    pub fn attn_queries(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> (Vec<f32>, Vec<f32>) {
+    /// Queries `[T, H·hd]` (low-rank, normalised per head, RoPE on the last rd dims at each
+    /// row's position `pos[t]`) and the low-rank `qr` `[T, q_lora]` the indexer shares.
+    pub fn attn_queries(&self, a: &Attention, ratio: usize, x: &[f32], pos: &[usize], aq: ActQuant) -> (Vec<f32>, Vec<f32>) {
         let cfg = &self.cfg;
         let (h, hd, eps) = (cfg.n_heads, cfg.head_dim, cfg.norm_eps);
         let mut qr = self.linear(&a.wq_a, x, aq);
         rms_norm_inplace(&mut qr, &a.q_norm, eps);
         let mut q = self.linear(&a.wq_b, &qr, aq);
         rms_norm_unweighted_inplace(&mut q, hd, eps);
-        for (t, qt) in q.chunks_mut(h * hd).enumerate() {
-            self.rope_for(ratio).apply(qt, hd, pos0 + t, false);
+        assert_eq!(q.len(), pos.len() * h * hd, "attn_queries: one position per row");
+        for (qt, &p) in q.chunks_mut(h * hd).zip(pos) {
+            self.rope_for(ratio).apply(qt, hd, p, false);
         }
         (q, qr)
     }
 
-    /// The chunk's window KV `[T, hd]`: one shared head, RMSNorm, RoPE, FP8-simulated on the
-    /// non-RoPE dims.
-    pub fn attn_window_kv(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, aq: ActQuant) -> Vec<f32> {
+    /// The rows' window KV `[T, hd]`: one shared head, RMSNorm, RoPE at `pos[t]`,
+    /// FP8-simulated on the non-RoPE dims.
+    pub fn attn_window_kv(&self, a: &Attention, ratio: usize, x: &[f32], pos: &[usize], aq: ActQuant) -> Vec<f32> {
         let cfg = &self.cfg;
         let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
         let mut kv = self.linear(&a.wkv, x, aq);
         rms_norm_inplace(&mut kv, &a.kv_norm, cfg.norm_eps);
-        for (t, kt) in kv.chunks_mut(hd).enumerate() {
-            self.rope_for(ratio).apply(kt, hd, pos0 + t, false);
+        assert_eq!(kv.len(), pos.len() * hd, "attn_window_kv: one position per row");
+        for (kt, &p) in kv.chunks_mut(hd).zip(pos) {
+            self.rope_for(ratio).apply(kt, hd, p, false);
             if aq.is_on() {
                 act_quant_fp8_inplace(&mut kt[..hd - rd], KV_FP8_BLOCK);
             }
@@ -289,13 +309,21 @@ impl Model {
         kv
     }
 
-    /// Feed the chunk to the compressor; append the entries it completes (RMSNorm, RoPE at
-    /// the block's first position, FP8 simulation) to the layer state.
-    pub fn attn_compress(&self, a: &Attention, ratio: usize, x: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) {
+    /// The compressor's projections of the rows `x` (none in a layer without compressor).
+    pub fn compress_inputs(&self, a: &Attention, x: &[f32]) -> Option<Projected> {
+        a.compressor.as_ref().map(|c| c.project(&*self.mm, x))
+    }
+
+    /// Feed rows `rows` of `proj` (one sequence's consecutive tokens at positions `pos0..`) to
+    /// the compressor; append the entries they complete (RMSNorm, RoPE at the block's first
+    /// position, FP8 simulation) to the layer state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_compress(&self, a: &Attention, ratio: usize, proj: Option<&Projected>, rows: Range<usize>, pos0: usize, ls: &mut LayerState, aq: ActQuant) {
         let cfg = &self.cfg;
         let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
-        if let Some(c) = &a.compressor {
-            for (b, mut e) in c.feed_with(&*self.mm, x, pos0, &mut ls.compressor) {
+        if let (Some(c), Some(proj)) = (&a.compressor, proj) {
+            let (kv, score) = proj.rows(rows);
+            for (b, mut e) in c.feed_projected(kv, score, pos0, &mut ls.compressor) {
                 rms_norm_inplace(&mut e, &c.norm, cfg.norm_eps);
                 self.rope_for(ratio).apply(&mut e, hd, b * ratio, false);
                 if aq.is_on() {
@@ -307,15 +335,38 @@ impl Model {
         }
     }
 
-    /// Which compressed entries each token reads: the indexer's top-k (ratio 4) or all
-    /// complete ones (t < (p+1)/ratio).
+    /// The lightning indexer's row-by-row part for the rows `x` / `qr` at positions `pos`
+    /// (ratio-4 layers only): queries (RoPE, Hadamard, FP4 simulation), head weights and its
+    /// compressor's projections.
+    pub fn select_inputs(&self, a: &Attention, ratio: usize, x: &[f32], qr: &[f32], pos: &[usize], aq: ActQuant) -> Option<IndexerInputs> {
+        let ix = a.indexer.as_ref().filter(|_| ratio > 0)?;
+        let cfg = &self.cfg;
+        let (nh, ihd) = (cfg.index_n_heads, cfg.index_head_dim);
+        let mut q = self.linear(&ix.wq_b, qr, aq);
+        assert_eq!(q.len(), pos.len() * nh * ihd, "select_inputs: one position per row");
+        for (qt, &p) in q.chunks_mut(nh * ihd).zip(pos) {
+            self.rope_compress.apply(qt, ihd, p, false);
+        }
+        hadamard_inplace(&mut q, ihd);
+        if aq.is_on() {
+            act_quant_fp4_inplace(&mut q, INDEX_FP4_BLOCK);
+        }
+        let scale = ((ihd as f64).powf(-0.5) * (nh as f64).powf(-0.5)) as f32;
+        let w = self.linear(&ix.weights_proj, x, ActQuant::Off).iter().map(|v| v * scale).collect();
+        Some(IndexerInputs { q, w, comp: ix.compressor.project(&*self.mm, x) })
+    }
+
+    /// Which compressed entries each of rows `rows` (one sequence's tokens at positions
+    /// `pos0..`) reads: the indexer's top-k (ratio 4, from `select_inputs`) or all complete
+    /// ones (t < (p+1)/ratio).
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_select(&self, a: &Attention, ratio: usize, x: &[f32], qr: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
-        let t_len = x.len() / self.cfg.dim;
-        match (&a.indexer, ratio) {
-            (_, 0) => vec![Vec::new(); t_len],
-            (Some(ix), _) => self.indexer(ix, ratio, x, qr, pos0, ls, aq),
-            (None, _) => (0..t_len).map(|t| (0..(pos0 + t + 1) / ratio).collect()).collect(),
+    pub fn attn_select(&self, a: &Attention, ratio: usize, ix_in: Option<&IndexerInputs>, rows: Range<usize>, pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
+        let t_len = rows.len();
+        match (&a.indexer, ratio, ix_in) {
+            (_, 0, _) => vec![Vec::new(); t_len],
+            (Some(ix), _, Some(inp)) => self.indexer(ix, ratio, inp, rows, pos0, ls, aq),
+            (Some(_), _, None) => panic!("attn_select: an indexer layer needs select_inputs"),
+            (None, _, _) => (0..t_len).map(|t| (0..(pos0 + t + 1) / ratio).collect()).collect(),
         }
     }
 
@@ -369,28 +420,18 @@ impl Model {
         self.linear(&a.wo_b, &z, aq)
     }
 
-    /// The lightning indexer: for each token, the top `index_topk` complete compressed entries
-    /// by `Σ_h w_h·relu(q_h·k_t)`, ties to the lower entry.
+    /// The lightning indexer's per-sequence part: feed its compressor (the index keys), then
+    /// for each token the top `index_topk` complete compressed entries by
+    /// `Σ_h w_h·relu(q_h·k_t)`, ties to the lower entry.
     #[allow(clippy::too_many_arguments)]
-    fn indexer(&self, ix: &Indexer, ratio: usize, x: &[f32], qr: &[f32], pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
+    fn indexer(&self, ix: &Indexer, ratio: usize, inp: &IndexerInputs, rows: Range<usize>, pos0: usize, ls: &mut LayerState, aq: ActQuant) -> Vec<Vec<usize>> {
         let cfg = &self.cfg;
         let (nh, ihd, eps) = (cfg.index_n_heads, cfg.index_head_dim, cfg.norm_eps);
-        let rope = &self.rope_compress;
-        let t_len = x.len() / cfg.dim;
-
-        let mut q = self.linear(&ix.wq_b, qr, aq);
-        for (t, qt) in q.chunks_mut(nh * ihd).enumerate() {
-            rope.apply(qt, ihd, pos0 + t, false);
-        }
-        hadamard_inplace(&mut q, ihd);
-        if aq.is_on() {
-            act_quant_fp4_inplace(&mut q, INDEX_FP4_BLOCK);
-        }
-
         let c = &ix.compressor;
-        for (b, mut e) in c.feed_with(&*self.mm, x, pos0, &mut ls.index_compressor) {
+        let (kv, score) = inp.comp.rows(rows.clone());
+        for (b, mut e) in c.feed_projected(kv, score, pos0, &mut ls.index_compressor) {
             rms_norm_inplace(&mut e, &c.norm, eps);
-            rope.apply(&mut e, ihd, b * ratio, false);
+            self.rope_compress.apply(&mut e, ihd, b * ratio, false);
             hadamard_inplace(&mut e, ihd);
             if aq.is_on() {
                 act_quant_fp4_inplace(&mut e, INDEX_FP4_BLOCK);
@@ -398,13 +439,10 @@ impl Model {
             debug_assert_eq!(ls.index_keys.len(), b * ihd);
             ls.index_keys.extend_from_slice(&e);
         }
-
-        let scale = ((ihd as f64).powf(-0.5) * (nh as f64).powf(-0.5)) as f32;
-        let w: Vec<f32> = self.linear(&ix.weights_proj, x, ActQuant::Off).iter().map(|v| v * scale).collect();
-        (0..t_len)
-            .map(|t| {
+        rows.enumerate()
+            .map(|(t, row)| {
                 let n = (pos0 + t + 1) / ratio;
-                let scores = self.mm.index_scores(&q[t * nh * ihd..][..nh * ihd], &w[t * nh..][..nh], &ls.index_keys[..n * ihd], ihd);
+                let scores = self.mm.index_scores(&inp.q[row * nh * ihd..][..nh * ihd], &inp.w[row * nh..][..nh], &ls.index_keys[..n * ihd], ihd);
                 topk_indices(&scores, cfg.index_topk.min(n))
             })
             .collect()
