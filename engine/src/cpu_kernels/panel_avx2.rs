@@ -8,8 +8,8 @@
 //! reach ~40 GFLOP/s per Zen 3 core of the ~90-100 its two FMA pipes can do; this kernel
 //! ~57 at batch 8 and ~67-70 at 16-32 (`batch_cache`, FP8 256x2048, one core, best of runs).
 //!
-//! Here a panel holds [`RP`] weight rows x [`KC`] inputs as f32 (12 KiB, in L1 beside the 8 KiB
-//! of x the micro-kernel reads). The micro-kernel takes 3 rows x up to 4 tokens: per 8 inputs
+//! Here a panel holds [`RP`] weight rows x [`KC`] inputs as f32 (24 KiB, in L1 beside the 8 KiB
+//! of x the micro-kernel reads for one chunk of tokens). The micro-kernel takes 3 rows x up to 4 tokens: per 8 inputs
 //! 3 panel loads, 4 x loads and 12 FMAs into 12 accumulators that stay in registers (16 ymm in
 //! all), so it runs at the FMA pipes' rate. Lanes run along the inputs (dot-product form, no
 //! transpose); the accumulators live in memory between chunks and are summed across lanes once
@@ -47,8 +47,14 @@ use super::OutPtr;
 /// 17.9/13.9: at 4 tokens the row kernels' decode per token still streams faster.
 pub(crate) const MIN_BATCH: usize = 8;
 
-/// Rows per panel: two micro-kernel triples (12 rows x 256 inputs measured the same).
-const RP: usize = 6;
+/// Rows per panel: four micro-kernel triples, so each chunk of x is read from L2 once per 12
+/// weight rows rather than 6 (the other triples find it in L1). One Zen 3 core in cache
+/// (`batch_cache`, 1020x4096, three alternating runs, GFLOP/s, 6 -> 12 rows): FP4 b32 56-71 ->
+/// 72-75, b64 69-74 -> 76-79; FP8 b32 66-72 -> 73-74, b64 68-72 -> 72-75. 12 rows x 384 inputs
+/// measured the same, 15 x 256 and 9 x 512 between the two (and 12 x 256 earlier the same as
+/// 6 x 512). Two threads from DRAM (16384x4096), in the two quiet runs of three: FP8 b64
+/// 134-142 -> 144-146, FP4 b64 127-143 -> 144-148.
+const RP: usize = 12;
 
 /// Inputs per panel chunk (a multiple of 128, the FP8 scale block).
 const KC: usize = 512;
