@@ -9,9 +9,9 @@
 //! ~57 at batch 8 and ~67-70 at 16-32 (`batch_cache`, FP8 256x2048, one core, best of runs).
 //!
 //! Here a panel holds [`RP`] weight rows x [`KC`] inputs as f32 (24 KiB, in L1 beside the 8 KiB
-//! of x the micro-kernel reads for one chunk of tokens). The micro-kernel takes 3 rows x up to 4 tokens: per 8 inputs
-//! 3 panel loads, 4 x loads and 12 FMAs into 12 accumulators that stay in registers (16 ymm in
-//! all), so it runs at the FMA pipes' rate. Lanes run along the inputs (dot-product form, no
+//! of x the micro-kernel reads for one chunk of tokens). The micro-kernel takes 3 rows x up to
+//! 4 tokens: per 8 inputs 3 panel loads, 4 x loads and 12 FMAs into 12 accumulators that stay
+//! in registers (16 ymm in all), so it runs at the FMA pipes' rate. Lanes run along the inputs (dot-product form, no
 //! transpose); the accumulators live in memory between chunks and are summed across lanes once
 //! per row and token.
 //!

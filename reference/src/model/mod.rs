@@ -321,8 +321,8 @@ impl Model {
     pub fn attn_compress(&self, a: &Attention, ratio: usize, proj: Option<&Projected>, rows: Range<usize>, pos0: usize, ls: &mut LayerState, aq: ActQuant) {
         let cfg = &self.cfg;
         let (hd, rd) = (cfg.head_dim, cfg.rope_head_dim);
-        if let (Some(c), Some(proj)) = (&a.compressor, proj) {
-            let (kv, score) = proj.rows(rows);
+        if let Some(c) = &a.compressor {
+            let (kv, score) = proj.expect("attn_compress: a compressor layer needs compress_inputs").rows(rows);
             for (b, mut e) in c.feed_projected(kv, score, pos0, &mut ls.compressor) {
                 rms_norm_inplace(&mut e, &c.norm, cfg.norm_eps);
                 self.rope_for(ratio).apply(&mut e, hd, b * ratio, false);
