@@ -2,8 +2,9 @@
 //! [`fast_linear_with`](super::fast_linear_with) at a fixed level, the attention, the indexer's scores
 //! and the mHC mixes' dots through [`attention`](super::attention), and a group of independent products
 //! (a layer's expert matrices, the compressor's two projections) runs as one parallel phase:
-//! the rows of all of them are cut into one contiguous share per thread ([`pool::plan`]), so a
-//! batch-1 MoE layer costs two fork/joins instead of one per matrix.
+//! the rows of all of them are cut into a few contiguous shares per thread ([`pool::plan`] into
+//! [`pool::parts`], claimed by whichever thread is free), so a batch-1 MoE layer costs two
+//! fork/joins instead of one per matrix.
 
 use std::ops::Range;
 
@@ -58,7 +59,7 @@ impl Compute for Kernels {
         if jobs.len() <= 1 || total < pool::MIN_PARALLEL_BYTES || pool::threads() <= 1 {
             return jobs.iter().map(|(l, x)| self.forward(l, x, aq)).collect();
         }
-        let shares = pool::plan(&sizes, pool::threads());
+        let shares = pool::plan(&sizes, pool::parts(total));
         // each share computes its pieces with row splitting off (it is one thread's work)
         // (job, its rows, their outputs) per share
         let pieces: Vec<Vec<Piece>> = pool::map(shares.len(), |s| {

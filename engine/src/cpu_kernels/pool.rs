@@ -6,9 +6,12 @@
 //! (Linux; `DSV4_PIN=0` leaves them unpinned), the calling thread takes a share too and is
 //! left unpinned.
 //!
-//! Row splitting ([`split_rows`], [`tiled`]) gives each thread one contiguous range of rows, so
-//! it streams one contiguous part of the weight matrix (what the hardware and software
-//! prefetch want). Thread count: `DSV4_THREADS`, else `RAYON_NUM_THREADS`, else every CPU.
+//! Row splitting ([`split_rows`], [`tiled`]) cuts the rows into a few contiguous ranges per
+//! thread ([`parts`]), each streaming one contiguous part of the weight matrix (what the
+//! hardware and software prefetch want), claimed in order by whichever thread is free: on a
+//! shared host one vCPU often runs slower for a while, and with one fixed range per thread
+//! the other then waited at the join. Thread count: `DSV4_THREADS`, else `RAYON_NUM_THREADS`,
+//! else every CPU.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -294,9 +297,25 @@ pub fn plan(jobs: &[(usize, usize)], parts: usize) -> Vec<Vec<(usize, Range<usiz
 /// Below this many weight bytes an op runs on the calling thread (fork/join costs more).
 pub const MIN_PARALLEL_BYTES: usize = 64 * 1024;
 
+/// Most tasks per thread a split makes (see [`parts`]).
+pub const TASKS_PER_THREAD: usize = 4;
+
+/// Smallest weight stretch worth a task of its own (a claim is one atomic add, but each new
+/// stretch restarts the prefetchers).
+pub const MIN_TASK_BYTES: usize = 256 * 1024;
+
+/// How many contiguous tasks an op over `bytes` of weights is cut into: one per thread, up to
+/// [`TASKS_PER_THREAD`] per thread where each keeps at least [`MIN_TASK_BYTES`]. The tasks are
+/// claimed in order by the free threads, so a thread slowed down (a busy neighbour on its
+/// vCPU) takes fewer of them instead of holding up the join.
+pub fn parts(bytes: usize) -> usize {
+    let nt = threads();
+    (bytes / MIN_TASK_BYTES).clamp(nt, nt * TASKS_PER_THREAD)
+}
+
 /// Calls `f` on contiguous sub-ranges of `rows` (boundaries multiples of `align` rows from
-/// `rows.start`), one per pool thread, and waits for all. `bytes_per_row` decides whether
-/// splitting pays.
+/// `rows.start`), [`parts`] of them spread over the pool's threads, and waits for all.
+/// `bytes_per_row` decides whether splitting pays and into how many ranges.
 pub fn split_rows<F>(rows: Range<usize>, align: usize, bytes_per_row: usize, f: F)
 where
     F: Fn(Range<usize>) + Sync,
@@ -304,14 +323,15 @@ where
     let n = rows.len();
     let align = align.max(1);
     let nt = threads();
-    if nt <= 1 || n <= align || n * bytes_per_row < MIN_PARALLEL_BYTES || IN_PHASE.with(Cell::get) {
+    let bytes = n.saturating_mul(bytes_per_row);
+    if nt <= 1 || n <= align || bytes < MIN_PARALLEL_BYTES || IN_PHASE.with(Cell::get) {
         if n > 0 {
             f(rows);
         }
         return;
     }
     let units = n.div_ceil(align);
-    let parts = nt.min(units);
+    let parts = parts(bytes).min(units);
     // part p: units [units·p/parts, units·(p+1)/parts)
     tasks(parts, |p| {
         let (a, b) = ((units * p / parts * align).min(n), (units * (p + 1) / parts * align).min(n));
@@ -349,7 +369,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{for_chunks_mut, map, plan, split_rows, tasks, threads};
+    use super::{for_chunks_mut, map, parts, plan, split_rows, tasks, threads, MIN_TASK_BYTES, TASKS_PER_THREAD};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -407,6 +427,23 @@ mod tests {
             })
         });
         assert!(covered[..513].iter().all(|c| c.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn parts_are_one_to_four_per_thread_of_at_least_the_task_size() {
+        let nt = threads();
+        assert_eq!(parts(0), nt);
+        assert_eq!(parts(MIN_TASK_BYTES * nt * 2 + 5), 2 * nt);
+        assert_eq!(parts(usize::MAX), nt * TASKS_PER_THREAD);
+        // a split into more ranges than threads still covers every row once, aligned
+        let covered: Vec<AtomicUsize> = (0..1000).map(|_| AtomicUsize::new(0)).collect();
+        split_rows(0..1000, 3, usize::MAX / 2, |r| {
+            assert!(r.start.is_multiple_of(3), "{r:?} not aligned");
+            r.for_each(|i| {
+                covered[i].fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert!(covered.iter().all(|c| c.load(Ordering::Relaxed) == 1));
     }
 
     #[test]
