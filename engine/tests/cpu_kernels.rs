@@ -3,7 +3,8 @@
 //! batch above 8), sub-ranges of rows, and NaN propagation. Tolerance: 1e-5 · Σ|x·w| per output
 //! (the kernels differ from the reference only in the f32 summation order).
 
-use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Level};
+use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Fp4Math, Kernels, Level};
+use dsv4_engine::reference::compute::Compute;
 use dsv4_engine::reference::checkpoint::Bytes;
 use dsv4_engine::reference::linear::{Linear, Weight};
 use dsv4_engine::reference::ActQuant;
@@ -396,5 +397,31 @@ proptest! {
         check(&lin, &x, 0..out, ActQuant::Off)?;
         let (a, b) = ((sub.0 as usize) % out, (sub.1 as usize) % out);
         check(&lin, &x, a.min(b)..a.max(b) + 1, ActQuant::Off)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// One parallel phase (`Kernels::forward_many`: the rows of all jobs cut into shares of equal
+    /// work, rows times the job's tokens) gives every job bit for bit what its own call gives:
+    /// jobs of mixed formats, shapes and token counts (row kernels and panels side by side).
+    #[test]
+    fn forward_many_matches_each_job_alone(
+        specs in prop::collection::vec((fmt_strategy(), 1usize..400, 1usize..5, 1usize..=20), 2..7),
+        seed in any::<u64>(),
+    ) {
+        let lins: Vec<Linear> = specs.iter().enumerate().map(|(i, &(fmt, out, units, _))| random_linear(fmt, out, units * 128, seed ^ i as u64)).collect();
+        let xs: Vec<Vec<f32>> = specs.iter().zip(&lins).enumerate().map(|(i, (&(.., m), l))| random_x(m, l.inp, seed.wrapping_add(i as u64))).collect();
+        let jobs: Vec<(&Linear, &[f32])> = lins.iter().zip(&xs).map(|(l, x)| (l, x.as_slice())).collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for level in Level::available() {
+            let many = Kernels { level, fp4: Fp4Math::Exact }.forward_many(&jobs, ActQuant::On);
+            prop_assert_eq!(many.len(), jobs.len());
+            for (j, (l, x)) in jobs.iter().enumerate() {
+                let alone = fast_linear(level, l, x, 0..l.out, ActQuant::On);
+                prop_assert_eq!(bits(&many[j]), bits(&alone), "{:?} job {} ({} x {}, {} tokens)", level, j, l.out, l.inp, x.len() / l.inp);
+            }
+        }
     }
 }

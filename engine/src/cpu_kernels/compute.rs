@@ -2,9 +2,9 @@
 //! [`fast_linear_with`](super::fast_linear_with) at a fixed level, the attention, the indexer's scores
 //! and the mHC mixes' dots through [`attention`](super::attention), and a group of independent products
 //! (a layer's expert matrices, the compressor's two projections) runs as one parallel phase:
-//! the rows of all of them are cut into a few contiguous shares per thread ([`pool::plan`] into
-//! [`pool::parts`], claimed by whichever thread is free), so a batch-1 MoE layer costs two
-//! fork/joins instead of one per matrix.
+//! the rows of all of them are cut into a few contiguous shares per thread of equal work (bytes
+//! times the job's tokens; [`pool::plan`] into [`pool::parts`], claimed by whichever thread is
+//! free), so a batch-1 MoE layer costs two fork/joins instead of one per matrix.
 
 use std::ops::Range;
 
@@ -54,7 +54,10 @@ impl Compute for Kernels {
     }
 
     fn forward_many(&self, jobs: &[(&Linear, &[f32])], aq: ActQuant) -> Vec<Vec<f32>> {
-        let sizes: Vec<(usize, usize)> = jobs.iter().map(|(l, _)| (l.out, row_bytes(l))).collect();
+        // a row's cost: its bytes times the job's tokens (the kernels are compute-bound from a
+        // few tokens on, and a batch's experts hold different numbers of them), so the shares
+        // are of equal work, not of equal bytes
+        let sizes: Vec<(usize, usize)> = jobs.iter().map(|(l, x)| (l.out, row_bytes(l) * (x.len() / l.inp.max(1)).max(1))).collect();
         let total: usize = sizes.iter().map(|(r, b)| r * b).sum();
         if jobs.len() <= 1 || total < pool::MIN_PARALLEL_BYTES || pool::threads() <= 1 {
             return jobs.iter().map(|(l, x)| self.forward(l, x, aq)).collect();
