@@ -13,8 +13,8 @@
 //! the other then waited at the join (`op_profile`'s batch-1 step, 3 Flash layers, on the
 //! 2-vCPU Zen 3 host with `taskset -c 1 sh -c 'while :; do :; done'` running beside it:
 //! 155 / 156 ms with one range per thread, 124 / 124 ms with these tasks; batch 8 543 / 558
-//! -> 477 / 480 ms; alone, the same within the host's noise). Thread count: `DSV4_THREADS`, else `RAYON_NUM_THREADS`,
-//! else every CPU.
+//! -> 477 / 480 ms; alone, the same within the host's noise). Thread count: `DSV4_THREADS`,
+//! else `RAYON_NUM_THREADS`, else every CPU.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -307,10 +307,11 @@ pub const TASKS_PER_THREAD: usize = 4;
 /// stretch restarts the prefetchers).
 pub const MIN_TASK_BYTES: usize = 256 * 1024;
 
-/// How many contiguous tasks an op over `bytes` of weights is cut into: one per thread, up to
-/// [`TASKS_PER_THREAD`] per thread where each keeps at least [`MIN_TASK_BYTES`]. The tasks are
-/// claimed in order by the free threads, so a thread slowed down (a busy neighbour on its
-/// vCPU) takes fewer of them instead of holding up the join.
+/// How many contiguous tasks an op over `bytes` of weights (`forward_many`: bytes times tokens,
+/// its measure of work) is cut into: one per thread, up to [`TASKS_PER_THREAD`] per thread
+/// where each keeps at least [`MIN_TASK_BYTES`]. The tasks are claimed in order by the free
+/// threads, so a thread slowed down (a busy neighbour on its vCPU) takes fewer of them instead
+/// of holding up the join.
 pub fn parts(bytes: usize) -> usize {
     let nt = threads();
     (bytes / MIN_TASK_BYTES).clamp(nt, nt * TASKS_PER_THREAD)
