@@ -60,12 +60,7 @@ impl Compressor {
     /// Feed tokens at positions `pos0..pos0+T` (rows of `x`, `[T, dim]`). Returns the pooled,
     /// not yet normalised entries completed by them, with their block index.
     pub fn feed(&self, x: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
-        self.feed_with(&Reference, x, pos0, st)
-    }
-
-    /// `feed` with the projections run by `mm`.
-    pub fn feed_with(&self, mm: &dyn Compute, x: &[f32], pos0: usize, st: &mut CompressorState) -> Vec<(usize, Vec<f32>)> {
-        let p = self.project(mm, x);
+        let p = self.project(&Reference, x);
         self.feed_projected(&p.kv, &p.score, pos0, st)
     }
 
