@@ -3,7 +3,7 @@
 //! batch above 8), sub-ranges of rows, and NaN propagation. Tolerance: 1e-5 · Σ|x·w| per output
 //! (the kernels differ from the reference only in the f32 summation order).
 
-use dsv4_engine::cpu_kernels::{fast_linear, quantize_activations, Fp4Math, Kernels, Level};
+use dsv4_engine::cpu_kernels::{fast_linear, fast_linear_with, pool, quantize_activations, Fp4Math, Kernels, Level, ROW_ALIGN};
 use dsv4_engine::reference::compute::Compute;
 use dsv4_engine::reference::checkpoint::Bytes;
 use dsv4_engine::reference::linear::{Linear, Weight};
@@ -421,6 +421,44 @@ proptest! {
             for (j, (l, x)) in jobs.iter().enumerate() {
                 let alone = fast_linear(level, l, x, 0..l.out, ActQuant::On);
                 prop_assert_eq!(bits(&many[j]), bits(&alone), "{:?} job {} ({} x {}, {} tokens)", level, j, l.out, l.inp, x.len() / l.inp);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A row's bits do not depend on how the rows are cut (so not on the thread count, nor on
+    /// `forward_many`'s shares): the rows computed in pieces that start at multiples of
+    /// `ROW_ALIGN`, each on the calling thread, equal the whole call split over the pool,
+    /// at every level, FP4 arithmetic and batch size (row kernels, tiles and panels).
+    #[test]
+    fn rows_cut_at_the_alignment_give_the_same_bits(
+        fmt in fmt_strategy(),
+        out in 1usize..700,
+        units in 1usize..5,
+        m in 1usize..=20,
+        cuts in prop::collection::vec(0usize..8, 0..4),
+        seed in any::<u64>(),
+    ) {
+        let lin = random_linear(fmt, out, units * 128, seed);
+        let x = random_x(m, lin.inp, seed.wrapping_add(1));
+        let mut at: Vec<usize> = cuts.iter().map(|c| (c * ROW_ALIGN).min(out)).chain([0, out]).collect();
+        at.sort_unstable();
+        at.dedup();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for level in Level::available() {
+            for fp4 in [Fp4Math::Exact, Fp4Math::Int8] {
+                let whole = fast_linear_with(level, fp4, &lin, &x, 0..out, ActQuant::On);
+                let mut cut = vec![0.0f32; m * out];
+                for w in at.windows(2) {
+                    let y = pool::serial(|| fast_linear_with(level, fp4, &lin, &x, w[0]..w[1], ActQuant::On));
+                    for (dst, src) in cut.chunks_mut(out).zip(y.chunks(w[1] - w[0])) {
+                        dst[w[0]..w[1]].copy_from_slice(src);
+                    }
+                }
+                prop_assert_eq!(bits(&cut), bits(&whole), "{:?} {:?} {:?} {} x {}, {} tokens, cuts {:?}", level, fp4, fmt, out, lin.inp, m, at);
             }
         }
     }

@@ -62,7 +62,7 @@ impl Compute for Kernels {
         if jobs.len() <= 1 || total < pool::MIN_PARALLEL_BYTES || pool::threads() <= 1 {
             return jobs.iter().map(|(l, x)| self.forward(l, x, aq)).collect();
         }
-        let shares = pool::plan(&sizes, pool::parts(total));
+        let shares = pool::plan(&sizes, pool::parts(total), super::ROW_ALIGN);
         // each share computes its pieces with row splitting off (it is one thread's work)
         // (job, its rows, their outputs) per share
         let pieces: Vec<Vec<Piece>> = pool::map(shares.len(), |s| {

@@ -82,12 +82,12 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     }
     // AVX2, batches of 8 and more: decode once into an f32 panel, 3x4 register-blocked FMAs
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx2 && super::panel_avx2::applies_fp8(m, inp, scale, &rows, x) {
+    if level == Level::Avx2 && super::panel_avx2::applies_fp8(m, inp, scale, &(0..out), x) {
         return super::panel_avx2::fp8(w, scale, inp, x, rows);
     }
     // AVX2, batches of 1-2: the in-lane decode, the scale folded into x
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx2 && super::fp8_lanes::applies(m, inp) && super::panel_avx2::scale_fold_exact(inp, scale, &rows, x) {
+    if level == Level::Avx2 && super::fp8_lanes::applies(m, inp) && super::panel_avx2::scale_fold_exact(inp, scale, &(0..out), x) {
         return super::fp8_lanes::gemv(w, scale, inp, x, rows);
     }
     batched(m, rows, inp, |b, r, yp| {

@@ -55,6 +55,19 @@ pub use dispatch::Level;
 /// Largest batch a kernel specialises; bigger batches run in chunks of this many rows.
 pub const MAX_BATCH: usize = 8;
 
+/// Rows the row kernels take together (pairs, with one accumulator each; a lone row sums in a
+/// different order): splits and tiles of them fall on multiples of this from the call's first row.
+pub(crate) const ROW_GROUP: usize = 2;
+
+/// Row cuts at multiples of this from row 0 leave every row's bits as in an uncut call, whatever
+/// path the call takes (row kernels: [`ROW_GROUP`]; the AVX2 panel: 12 rows from the first; the
+/// AVX-512 panel: 32 from row 0). `forward_many` cuts its shares here, so a result does not
+/// depend on the thread count or on the other jobs of a phase.
+pub const ROW_ALIGN: usize = 96;
+
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(ROW_ALIGN.is_multiple_of(ROW_GROUP) && ROW_ALIGN.is_multiple_of(panel::ROWS) && ROW_ALIGN.is_multiple_of(panel_avx2::RP));
+
 /// Software prefetch distance in bytes ahead of the weight pointer.
 pub(crate) const PREFETCH_BYTES: usize = 2048;
 
@@ -130,7 +143,7 @@ pub(crate) fn batched(m: usize, rows: Range<usize>, bytes_per_row: usize, kern: 
     let n = rows.len();
     let mut y = vec![0.0f32; m * n];
     let yp = OutPtr(y.as_mut_ptr());
-    pool::tiled(m.div_ceil(MAX_BATCH), rows, bytes_per_row, |c, r| {
+    pool::tiled(m.div_ceil(MAX_BATCH), rows, ROW_GROUP, bytes_per_row, |c, r| {
         let b0 = c * MAX_BATCH;
         kern(b0..(b0 + MAX_BATCH).min(m), r, yp.offset(b0 * n))
     });

@@ -46,7 +46,7 @@ const MIN_BATCH_FP4: usize = 32;
 const MAX_INP_FP4: usize = 2048;
 
 /// Weight rows per panel (two 16-lane vectors).
-const ROWS: usize = 32;
+pub(crate) const ROWS: usize = 32;
 
 /// Inputs per FP4 panel chunk: 32 rows x 256 inputs of bf16 = 16 KiB, half of L1.
 const KC_FP4: usize = 256;

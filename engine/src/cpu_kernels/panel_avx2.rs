@@ -54,7 +54,7 @@ pub(crate) const MIN_BATCH: usize = 8;
 /// measured the same, 15 x 256 and 9 x 512 between the two (and 12 x 256 earlier the same as
 /// 6 x 512). Two threads from DRAM (16384x4096), in the two quiet runs of three: FP8 b64
 /// 134-142 -> 144-146, FP4 b64 127-143 -> 144-148.
-const RP: usize = 12;
+pub(crate) const RP: usize = 12;
 
 /// Inputs per panel chunk (a multiple of 128, the FP8 scale block).
 const KC: usize = 512;

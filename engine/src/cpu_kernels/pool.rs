@@ -267,9 +267,10 @@ fn pin_to(cpu: usize) {
 
 /// Splits several jobs' rows (`jobs[j] = (rows, bytes per row)`) into at most `parts`
 /// contiguous shares of about equal bytes, each a list of `(job, row range)` pieces in job
-/// order: one parallel phase over all the matrices (e.g. every expert's w1 and w3), each thread
-/// streaming one contiguous stretch of them.
-pub fn plan(jobs: &[(usize, usize)], parts: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+/// order, every piece starting at a multiple of `align` rows: one parallel phase over all the
+/// matrices (e.g. every expert's w1 and w3), each thread streaming one contiguous stretch of them.
+pub fn plan(jobs: &[(usize, usize)], parts: usize, align: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+    let align = align.max(1);
     let total: usize = jobs.iter().map(|(r, b)| r * b).sum();
     let parts = parts.max(1);
     let mut out: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new()];
@@ -282,7 +283,7 @@ pub fn plan(jobs: &[(usize, usize)], parts: usize) -> Vec<Vec<(usize, Range<usiz
             // the current share ends at byte total·k/parts (the last one takes the rest)
             let end = if k == parts { usize::MAX } else { total * k / parts };
             let room = end.saturating_sub(filled + used);
-            let take = if bpr == 0 { rows - r0 } else { room.div_ceil(bpr).clamp(1, rows - r0) };
+            let take = if bpr == 0 { rows - r0 } else { room.div_ceil(bpr).max(1).next_multiple_of(align).min(rows - r0) };
             out.last_mut().expect("a share").push((j, r0..r0 + take));
             used += take * bpr;
             r0 += take;
@@ -348,18 +349,20 @@ pub const TILE_BYTES: usize = 64 * 1024;
 
 /// Calls `kern(c, rows)` — batch chunk `c` over weight rows `rows` — for every chunk in
 /// `0..chunks` and every row of `rows`. The rows are split across the pool as by
-/// [`split_rows`]; each thread walks its share in tiles of about [`TILE_BYTES`] and runs every
-/// chunk on a tile before the next, so a batch of several chunks streams the weights from
-/// memory once instead of once per chunk.
-pub fn tiled<F>(chunks: usize, rows: Range<usize>, bytes_per_row: usize, kern: F)
+/// [`split_rows`] (at multiples of `align` from `rows.start`); each thread walks its share in
+/// tiles of about [`TILE_BYTES`] (also multiples of `align`) and runs every chunk on a tile
+/// before the next, so a batch of several chunks streams the weights from memory once instead of
+/// once per chunk.
+pub fn tiled<F>(chunks: usize, rows: Range<usize>, align: usize, bytes_per_row: usize, kern: F)
 where
     F: Fn(usize, Range<usize>) + Sync,
 {
-    split_rows(rows, 1, bytes_per_row.saturating_mul(chunks), |r| {
+    let align = align.max(1);
+    split_rows(rows, align, bytes_per_row.saturating_mul(chunks), |r| {
         if chunks == 1 {
             return kern(0, r);
         }
-        let tile = (TILE_BYTES / bytes_per_row.max(1)).max(1);
+        let tile = (TILE_BYTES / bytes_per_row.max(1)).max(1).next_multiple_of(align);
         let mut s = r.start;
         while s < r.end {
             let e = (s + tile).min(r.end);
@@ -452,17 +455,20 @@ mod tests {
 
     #[test]
     fn plan_covers_every_row_once_with_balanced_shares() {
-        for (jobs, parts) in [
-            (vec![(2048, 2176), (2048, 2176), (4096, 1088)], 2),
-            (vec![(7, 100), (1, 5000), (300, 3)], 3),
-            (vec![(5, 10)], 8),
-            (vec![(0, 10), (3, 0), (4, 1)], 2),
+        for (jobs, parts, align) in [
+            (vec![(2048, 2176), (2048, 2176), (4096, 1088)], 2, 1),
+            (vec![(2048, 2176), (2048, 2176), (4096, 1088)], 7, 96),
+            (vec![(7, 100), (1, 5000), (300, 3)], 3, 1),
+            (vec![(7, 100), (1, 5000), (300, 3)], 3, 4),
+            (vec![(5, 10)], 8, 1),
+            (vec![(0, 10), (3, 0), (4, 1)], 2, 2),
         ] {
-            let shares = plan(&jobs, parts);
+            let shares = plan(&jobs, parts, align);
             assert!(shares.len() <= parts);
             let mut seen: Vec<Vec<bool>> = jobs.iter().map(|(r, _)| vec![false; *r]).collect();
             for s in &shares {
                 for (j, r) in s {
+                    assert!(r.start.is_multiple_of(align), "{jobs:?}: piece {r:?} of job {j} not aligned to {align}");
                     for i in r.clone() {
                         assert!(!seen[*j][i], "row {i} of job {j} twice");
                         seen[*j][i] = true;
@@ -474,7 +480,9 @@ mod tests {
             let biggest_row = jobs.iter().map(|(_, b)| *b).max().unwrap_or(0);
             for s in &shares {
                 let bytes: usize = s.iter().map(|(j, r)| r.len() * jobs[*j].1).sum();
-                assert!(bytes <= total / parts + 2 * biggest_row, "{jobs:?}: share of {bytes} of {total}");
+                // a share overshoots its end by less than one aligned run of rows, plus the
+                // previous share's overshoot it starts after
+                assert!(bytes <= total / parts + 2 * align * biggest_row, "{jobs:?}: share of {bytes} of {total}");
             }
         }
     }
