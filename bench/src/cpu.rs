@@ -107,6 +107,7 @@ pub fn impl_by_name(name: &str) -> Option<Box<dyn CpuImpl>> {
         "dsv4-int8" => Some(Box::new(Dsv4 { level: Level::detect(), fp4: Fp4Math::Int8, name: "dsv4-int8" })),
         // a lower dispatch level, for the speed-up of the best one (only where this CPU has it)
         "dsv4-avx2" if Level::Avx2.is_supported() => Some(Box::new(Dsv4 { level: Level::Avx2, fp4: Fp4Math::Exact, name: "dsv4-avx2" })),
+        "dsv4-avx512" if Level::Avx512.is_supported() => Some(Box::new(Dsv4 { level: Level::Avx512, fp4: Fp4Math::Exact, name: "dsv4-avx512" })),
         "dsv4-scalar" => Some(Box::new(Dsv4 { level: Level::Scalar, fp4: Fp4Math::Exact, name: "dsv4-scalar" })),
         "reference" => Some(Box::new(Reference)),
         _ => None,

@@ -28,7 +28,7 @@ pub struct ModelArgs {
     /// slow, for checking kernels), cpu; auto picks cuda when a usable GPU is present.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// The CPU backend's kernels: auto (the best this CPU has), avx512, avx2, scalar, or
+    /// The CPU backend's kernels: auto (the best this CPU has), amx, avx512, avx2, scalar, or
     /// reference (the oracle's plain loops); `-int8` (e.g. `auto-int8`) runs FP4 experts on int8
     /// activations: faster, not exact.
     #[arg(long, default_value = "auto", env = "DSV4_CPU_KERNELS", value_parser = parse_cpu_kernels)]

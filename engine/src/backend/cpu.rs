@@ -86,7 +86,7 @@ impl CpuKernels {
         }
     }
 
-    /// `auto`, `reference`, `scalar`, `avx2`, `avx512`, each level optionally with `-int8` (the
+    /// `auto`, `reference`, `scalar`, `avx2`, `avx512`, `amx`, each level optionally with `-int8` (the
     /// faster, approximate FP4 path; `int8` alone is `auto-int8`). A level this CPU lacks is an
     /// error.
     pub fn parse(s: &str) -> Result<CpuKernels, String> {
@@ -104,7 +104,7 @@ impl CpuKernels {
             other => match Level::parse(other) {
                 Some(l) if l.is_supported() => l,
                 Some(l) => return Err(format!("CPU kernels '{s}': this CPU lacks {l:?} (available: {:?})", Level::available())),
-                None => return Err(format!("unknown CPU kernels '{s}' (expected auto, reference, scalar, avx2 or avx512, optionally with -int8)")),
+                None => return Err(format!("unknown CPU kernels '{s}' (expected auto, reference, scalar, avx2, avx512 or amx, optionally with -int8)")),
             },
         };
         Ok(CpuKernels::Fast { level, fp4 })

@@ -13,6 +13,9 @@ pub enum Level {
     /// x86-64 AVX-512 F/BW/VL (on top of AVX2): FP4, FP8 and BF16 GEMV kernels of their own
     /// (16-lane decode); attention and the int8 path run their AVX2 code.
     Avx512,
+    /// AVX-512 with BF16 and VBMI, plus AMX-BF16 tiles the OS lets this process use: the
+    /// batched FP4 / FP8 GEMM multiplies on tiles (`amx`); everything else runs the AVX-512 code.
+    Amx,
 }
 
 impl Level {
@@ -21,7 +24,7 @@ impl Level {
         static L: OnceLock<Level> = OnceLock::new();
         *L.get_or_init(|| {
             let mut best = Level::Scalar;
-            for l in [Level::Avx2, Level::Avx512] {
+            for l in [Level::Avx2, Level::Avx512, Level::Amx] {
                 if l.is_supported() {
                     best = l;
                 }
@@ -47,6 +50,8 @@ impl Level {
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
             }
+            #[cfg(target_arch = "x86_64")]
+            Level::Amx => Level::has_avx512_bf16_vbmi() && super::amx::enabled(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -90,21 +95,27 @@ impl Level {
 
     /// Every level this CPU supports, most portable first.
     pub fn available() -> Vec<Level> {
-        [Level::Scalar, Level::Avx2, Level::Avx512].into_iter().filter(|l| l.is_supported()).collect()
+        [Level::Scalar, Level::Avx2, Level::Avx512, Level::Amx].into_iter().filter(|l| l.is_supported()).collect()
     }
 
-    /// The level whose kernels run: `self`, checked (an unsupported level panics).
+    /// The level whose vector kernels run: `self`, checked (an unsupported level panics); AMX
+    /// runs the AVX-512 ones (the GEMMs check `Level::Amx` before this for their tile path).
     pub(crate) fn kernel(self) -> Level {
         assert!(self.is_supported(), "CPU level {self:?} is not supported on this machine");
-        self
+        if self == Level::Amx {
+            Level::Avx512
+        } else {
+            self
+        }
     }
 
-    /// Parses `scalar`, `avx2`, `avx512` (for env overrides and command lines).
+    /// Parses `scalar`, `avx2`, `avx512`, `amx` (for env overrides and command lines).
     pub fn parse(s: &str) -> Option<Level> {
         match s.to_ascii_lowercase().as_str() {
             "scalar" => Some(Level::Scalar),
             "avx2" => Some(Level::Avx2),
             "avx512" => Some(Level::Avx512),
+            "amx" => Some(Level::Amx),
             _ => None,
         }
     }

@@ -47,6 +47,13 @@ use super::{batched, with_batch, Level, OutPtr, E2M1, E8M0, MAX_BATCH};
 /// `y[m, rows.len()] = x[m, inp] · W[rows]ᵀ`.
 pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
     check_shape(w, scale, out, inp, x, &rows);
+    // AMX, batches of 6 and more with x exactly bf16: the tile path
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Amx && super::panel::applies_amx(x.len() / inp, inp, false) {
+        if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+            return super::panel::fp4_amx(w, scale, inp, &xb, rows);
+        }
+    }
     let level = level.kernel();
     let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): bf16 dot products

@@ -55,6 +55,19 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     assert!(scale.len() >= need, "FP8 scale has {} bytes, needs {need}", scale.len());
     assert!(rows.end <= out);
     assert_eq!(x.len() % inp, 0);
+    // AMX, batches of 6 and more: the tile path, on x exactly bf16 (what act quant leaves) or
+    // on its three bf16 parts (unquantised x: wo_a) where every scale folds
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Amx && super::panel::applies_amx(x.len() / inp, inp, true) {
+        if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+            return super::panel::fp8_amx(w, scale, inp, Ok(&xb), rows);
+        }
+        if super::panel::fp8_folds(scale, out, inp) {
+            if let Some(parts) = super::amx::split_bf16(x) {
+                return super::panel::fp8_amx(w, scale, inp, Err(&parts), rows);
+            }
+        }
+    }
     let level = level.kernel();
     let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
     // AVX-512 with BF16 and x exactly bf16 (what FP8 act quant leaves): table decode + bf16 dots

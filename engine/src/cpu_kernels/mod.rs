@@ -38,6 +38,8 @@ pub mod fp8;
 mod fp8_lanes;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod panel;
 #[cfg(target_arch = "x86_64")]
 mod panel_avx2;

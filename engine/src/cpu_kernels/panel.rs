@@ -69,17 +69,17 @@ pub(crate) fn applies(m: usize, inp: usize, fp8: bool) -> bool {
 
 /// FP4 `y[m, rows.len()]`, `xb` the activations as bf16 (natural order).
 pub(crate) fn fp4(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usize>) -> Vec<f32> {
-    run(k, xb, rows, k / 2, |r, y, ldy, row0| unsafe { fp4_rows(w, scale, k, xb, r, y, ldy, row0) })
+    run(xb.len() / k, rows, k / 2, |r, y, ldy, row0| unsafe { fp4_rows(w, scale, k, xb, r, y, ldy, row0) })
 }
 
 /// FP8 `y[m, rows.len()]`, `xb` the activations as bf16 (natural order).
 pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usize>) -> Vec<f32> {
-    run(k, xb, rows, k, |r, y, ldy, row0| unsafe { fp8_rows(w, scale, k, xb, r, y, ldy, row0) })
+    run(xb.len() / k, rows, k, |r, y, ldy, row0| unsafe { fp8_rows(w, scale, k, xb, r, y, ldy, row0) })
 }
 
-/// Splits `rows` across the pool (ranges of whole 32-row panels) and zeroes `y`.
-fn run(k: usize, xb: &[u16], rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usize>, OutPtr, usize, usize) + Sync) -> Vec<f32> {
-    let m = xb.len() / k;
+/// `y[m, rows.len()]`, zeroed, filled by `f(rows, y, ldy, row0)` on ranges of whole 32-row
+/// panels across the pool.
+fn run(m: usize, rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usize>, OutPtr, usize, usize) + Sync) -> Vec<f32> {
     let n = rows.len();
     let mut y = vec![0.0f32; m * n];
     let yp = OutPtr(y.as_mut_ptr());
@@ -229,57 +229,104 @@ unsafe fn load16(p: impl Fn(usize) -> *const u8, off: usize, valid: u16, rb: usi
     t
 }
 
+/// What the FP4 decode keeps in registers.
+struct Fp4Dec {
+    table: __m512i,
+    ctl: [__m512i; 4],
+    shift: __m512i,
+    mff: __m512i,
+    lane_off: __m512i,
+}
+
+impl Fp4Dec {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn new(kb: usize) -> Fp4Dec {
+        let e2m1: [i16; 32] = std::array::from_fn(|i| (E2M1[i & 15].to_bits() >> 16) as i16);
+        Fp4Dec {
+            table: unsafe { _mm512_loadu_si512(e2m1.as_ptr() as *const __m512i) },
+            // pshufb control t: byte t of each dword into both of its words
+            ctl: std::array::from_fn(|t| {
+                let c: [u8; 64] = std::array::from_fn(|i| if i % 2 == 1 { 0x80 } else { (i / 4 * 4 + t) as u8 });
+                unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
+            }),
+            shift: _mm512_set1_epi32(4 << 16), // low word: the byte (bits 0-4 index), high: byte >> 4
+            mff: _mm512_set1_epi32(0xFF),
+            lane_off: _mm512_mullo_epi32(_mm512_set1_epi32(kb as i32), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+        }
+    }
+}
+
+/// Decodes inputs `c0 .. c0 + kc` of the panel at `p0` (rows in `valid`) into `dst` as
+/// `[pair - c0/2][ROWS]` dwords. `sc: Some`: the blocks' scales go there (applied after the
+/// sums); `None`: each scale is folded into the bf16 values (`+ (code - 127)` on the exponent of
+/// each nonzero), and the result says whether every code allowed that exactly (2..=252).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn fp4_decode(dc: &Fp4Dec, w: &[u8], scale: &[u8], k: usize, p0: usize, valid: u32, c0: usize, kc: usize, dst: *mut u32, mut sc: Option<&mut Scales>) -> bool {
+    let (kb, rb) = (k / 32, k / 2);
+    let mut ok = true;
+    for h in 0..2 {
+        let vm = (valid >> (16 * h)) as u16;
+        if vm == 0 {
+            continue;
+        }
+        let rows16 = p0 + 16 * h;
+        for g in 0..kc / 128 {
+            let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * rb), c0 / 2 + 64 * g, vm, rb) };
+            // the 4 blocks' e8m0 codes of each row (one byte each) -> f32 scales per lane
+            let sp = scale.as_ptr().wrapping_add(rows16 * kb + (c0 + 128 * g) / 32);
+            if g == 0 && c0 == 0 {
+                // the next panel's scale rows (the gather waits on each of its lines)
+                let next = scale.as_ptr().wrapping_add((rows16 + ROWS) * kb);
+                for off in (0..16 * kb).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(off) as *const i8);
+                }
+            }
+            let codes = unsafe { _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), vm, dc.lane_off, sp as *const i32) };
+            let e: [__m512i; 4] = std::array::from_fn(|q| _mm512_and_si512(_mm512_srlv_epi32(codes, _mm512_set1_epi32(8 * q as i32)), dc.mff));
+            // per block: the exponent offset in both words of each lane (fold), else the scales
+            let mut delta = [_mm512_setzero_si512(); 4];
+            match sc.as_deref_mut() {
+                Some(sc) => {
+                    for q in 0..4 {
+                        sc[4 * g + q][h] = e8m0_f32(e[q]);
+                    }
+                }
+                None => {
+                    for q in 0..4 {
+                        let bad = _mm512_mask_cmplt_epu32_mask(vm, e[q], _mm512_set1_epi32(2)) | _mm512_mask_cmpgt_epu32_mask(vm, e[q], _mm512_set1_epi32(252));
+                        ok &= bad == 0;
+                        let d = _mm512_and_si512(_mm512_slli_epi32::<7>(_mm512_sub_epi32(e[q], _mm512_set1_epi32(127))), _mm512_set1_epi32(0xFFFF));
+                        delta[q] = _mm512_or_si512(d, _mm512_slli_epi32::<16>(d));
+                    }
+                }
+            }
+            for (d, &td) in t.iter().enumerate() {
+                for (tt, c) in dc.ctl.iter().enumerate() {
+                    let i = _mm512_srlv_epi16(_mm512_shuffle_epi8(td, *c), dc.shift);
+                    let mut v = _mm512_permutexvar_epi16(i, dc.table);
+                    if sc.is_none() {
+                        // pair 64g + 4d + tt is in block d / 4 of the group; zeros stay zero
+                        v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7FFF)), v, delta[d / 4]);
+                    }
+                    let at = (64 * g + 4 * d + tt) * ROWS + 16 * h;
+                    unsafe { _mm512_storeu_si512(dst.add(at) as *mut __m512i, v) };
+                }
+            }
+        }
+    }
+    ok
+}
+
 /// The FP4 path on rows `r` (see the module docs).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 unsafe fn fp4_rows(w: &[u8], scale: &[u8], k: usize, xb: &[u16], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
-    let (kb, rb) = (k / 32, k / 2);
-    let e2m1: [i16; 32] = std::array::from_fn(|i| (E2M1[i & 15].to_bits() >> 16) as i16);
-    let table = unsafe { _mm512_loadu_si512(e2m1.as_ptr() as *const __m512i) };
-    // pshufb control t: byte t of each dword into both of its words
-    let ctl: [__m512i; 4] = std::array::from_fn(|t| {
-        let c: [u8; 64] = std::array::from_fn(|i| if i % 2 == 1 { 0x80 } else { (i / 4 * 4 + t) as u8 });
-        unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
-    });
-    let shift = _mm512_set1_epi32(4 << 16); // low word: the byte (bits 0-4 index), high: byte >> 4
-    let mff = _mm512_set1_epi32(0xFF);
-    let lane_off = _mm512_mullo_epi32(_mm512_set1_epi32(kb as i32), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    let dc = Fp4Dec::new(k / 32);
     let mut panel = Panel([0; KC_FP4 / 2 * ROWS]);
     let mut sc: Scales = [[_mm512_setzero_ps(); 2]; KC_FP4 / 32];
     for (p0, valid) in panels(r) {
         for c0 in (0..k).step_by(KC_FP4) {
             let kc = KC_FP4.min(k - c0);
-            for h in 0..2 {
-                let vm = (valid >> (16 * h)) as u16;
-                if vm == 0 {
-                    continue;
-                }
-                let rows16 = p0 + 16 * h;
-                for g in 0..kc / 128 {
-                    let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * rb), c0 / 2 + 64 * g, vm, rb) };
-                    // the 4 blocks' e8m0 codes of each row (one byte each) -> f32 scales per lane
-                    let sp = scale.as_ptr().wrapping_add(rows16 * kb + (c0 + 128 * g) / 32);
-                    if g == 0 && c0 == 0 {
-                        // the next panel's scale rows (the gather waits on each of its lines)
-                        let next = scale.as_ptr().wrapping_add((rows16 + ROWS) * kb);
-                        for off in (0..16 * kb).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(off) as *const i8);
-                        }
-                    }
-                    let codes = unsafe { _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), vm, lane_off, sp as *const i32) };
-                    for q in 0..4 {
-                        let e = _mm512_and_si512(_mm512_srlv_epi32(codes, _mm512_set1_epi32(8 * q as i32)), mff);
-                        sc[4 * g + q][h] = e8m0_f32(e);
-                    }
-                    for (d, &td) in t.iter().enumerate() {
-                        for (tt, c) in ctl.iter().enumerate() {
-                            let i = _mm512_srlv_epi16(_mm512_shuffle_epi8(td, *c), shift);
-                            let v = _mm512_permutexvar_epi16(i, table);
-                            let at = (64 * g + 4 * d + tt) * ROWS + 16 * h;
-                            unsafe { _mm512_store_si512(panel.0.as_mut_ptr().add(at) as *mut __m512i, v) };
-                        }
-                    }
-                }
-            }
+            unsafe { fp4_decode(&dc, w, scale, k, p0, valid, c0, kc, panel.0.as_mut_ptr(), Some(&mut sc)) };
             unsafe { all_tokens(&panel, kc / 2, 16, &sc, xb, k, c0, y, ldy, p0, row0, valid) };
         }
     }
@@ -294,46 +341,232 @@ fn e8m0_f32(e: __m512i) -> __m512 {
     _mm512_castsi512_ps(bits)
 }
 
+/// What the FP8 decode keeps in registers.
+struct Fp8Dec {
+    hi: [__m512i; 2],
+    lo: [__m512i; 2],
+    m80: __m512i,
+    pick: [__m512i; 2],
+}
+
+impl Fp8Dec {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn new() -> Fp8Dec {
+        let tb = super::fp8::e4m3_bf16_bytes();
+        let tbl = |t: usize, h: usize| unsafe { _mm512_loadu_si512(tb[t].as_ptr().add(64 * h) as *const __m512i) };
+        // pair 0 of each dword: [low, high byte of input 0, low, high of input 1]; pair 1: inputs 2, 3
+        let pick = |first: usize| {
+            let c: [u8; 64] = std::array::from_fn(|i| ((i / 4 * 4 + first + i % 4 / 2) + 64 * (i % 2)) as u8);
+            unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
+        };
+        Fp8Dec { hi: [tbl(0, 0), tbl(0, 1)], lo: [tbl(1, 0), tbl(1, 1)], m80: _mm512_set1_epi8(0x80u8 as i8), pick: [pick(0), pick(2)] }
+    }
+}
+
+/// Decodes inputs `c0 .. c0 + 128` (one scale block) of the panel at `p0` (rows in `valid`) into
+/// `dst` as `[pair - c0/2][ROWS]` dwords; `fold: Some(code)` adds `code - 127` to the exponent of
+/// every nonzero, non-NaN value (exact for codes 10..=246, which the caller checks).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
+unsafe fn fp8_decode(dc: &Fp8Dec, w: &[u8], k: usize, p0: usize, valid: u32, c0: usize, dst: *mut u32, fold: Option<u8>) {
+    let delta = _mm512_set1_epi16(((i32::from(fold.unwrap_or(127)) - 127) << 7) as i16);
+    let (expo, abs) = (_mm512_set1_epi16(0x7F80), _mm512_set1_epi16(0x7FFF));
+    let apply = |v: __m512i| {
+        if fold.is_none() {
+            return v;
+        }
+        let nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(v, expo), expo);
+        _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, abs) & !nan, v, delta)
+    };
+    for h in 0..2 {
+        let vm = (valid >> (16 * h)) as u16;
+        if vm == 0 {
+            continue;
+        }
+        let rows16 = p0 + 16 * h;
+        for g in 0..2 {
+            let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * k), c0 + 64 * g, vm, k) };
+            for (d, &v) in t.iter().enumerate() {
+                let hb = _mm512_ternarylogic_epi32::<0xF8>(_mm512_permutex2var_epi8(dc.hi[0], v, dc.hi[1]), v, dc.m80); // | sign
+                let lb = _mm512_permutex2var_epi8(dc.lo[0], v, dc.lo[1]);
+                let at = (32 * g + 2 * d) * ROWS + 16 * h;
+                unsafe { _mm512_storeu_si512(dst.add(at) as *mut __m512i, apply(_mm512_permutex2var_epi8(lb, dc.pick[0], hb))) };
+                unsafe { _mm512_storeu_si512(dst.add(at + ROWS) as *mut __m512i, apply(_mm512_permutex2var_epi8(lb, dc.pick[1], hb))) };
+            }
+        }
+    }
+}
+
 /// The FP8 path on rows `r` (see the module docs).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi")]
 unsafe fn fp8_rows(w: &[u8], scale: &[u8], k: usize, xb: &[u16], r: Range<usize>, y: OutPtr, ldy: usize, row0: usize) {
     let kbn = k.div_ceil(128);
-    let tb = super::fp8::e4m3_bf16_bytes();
-    let tbl = |t: usize, h: usize| unsafe { _mm512_loadu_si512(tb[t].as_ptr().add(64 * h) as *const __m512i) };
-    let (hi0, hi1, lo0, lo1) = (tbl(0, 0), tbl(0, 1), tbl(1, 0), tbl(1, 1));
-    let m80 = _mm512_set1_epi8(0x80u8 as i8);
-    // pair 0 of each dword: [low, high byte of input 0, low, high of input 1]; pair 1: inputs 2, 3
-    let pick = |first: usize| {
-        let c: [u8; 64] = std::array::from_fn(|i| ((i / 4 * 4 + first + i % 4 / 2) + 64 * (i % 2)) as u8);
-        unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
-    };
-    let (pick0, pick1) = (pick(0), pick(2));
+    let dc = Fp8Dec::new();
     let mut panel = Panel([0; KC_FP4 / 2 * ROWS]);
     let mut sc: Scales = [[_mm512_setzero_ps(); 2]; KC_FP4 / 32];
     for (p0, valid) in panels(r) {
         for c0 in (0..k).step_by(KC_FP8) {
             let kc = KC_FP8.min(k - c0);
-            for h in 0..2 {
-                let vm = (valid >> (16 * h)) as u16;
-                if vm == 0 {
-                    continue;
-                }
-                let rows16 = p0 + 16 * h;
-                for g in 0..kc / 64 {
-                    let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * k), c0 + 64 * g, vm, k) };
-                    for (d, &v) in t.iter().enumerate() {
-                        let hb = _mm512_ternarylogic_epi32::<0xF8>(_mm512_permutex2var_epi8(hi0, v, hi1), v, m80); // | sign
-                        let lb = _mm512_permutex2var_epi8(lo0, v, lo1);
-                        let at = (32 * g + 2 * d) * ROWS + 16 * h;
-                        let pp = panel.0.as_mut_ptr();
-                        unsafe { _mm512_store_si512(pp.add(at) as *mut __m512i, _mm512_permutex2var_epi8(lb, pick0, hb)) };
-                        unsafe { _mm512_store_si512(pp.add(at + ROWS) as *mut __m512i, _mm512_permutex2var_epi8(lb, pick1, hb)) };
-                    }
-                }
-            }
+            unsafe { fp8_decode(&dc, w, k, p0, valid, c0, panel.0.as_mut_ptr(), None) };
             let s = _mm512_set1_ps(E8M0[scale[(p0 / 128) * kbn + c0 / 128] as usize]);
             sc[0] = [s, s];
             unsafe { all_tokens(&panel, kc / 2, kc / 2, &sc, xb, k, c0, y, ldy, p0, row0, valid) };
+        }
+    }
+}
+
+/// Smallest batches that take the AMX path (`Level::Amx`), FP4 and FP8: where it measured ahead
+/// of the AVX-512 paths (`batch_cache`, 2048x4096, 2 threads, Xeon with AMX, GFLOP/s AMX /
+/// AVX-512): FP4 b4 155-161 / 151-155 (even), b6 226-236 / 157-170, b8 299-311 / 172, b16
+/// 640-670 / 187, b64 681-974 / 180; FP8 b4 115-117 / 138-145, b6 173 / 123-127, b8 222-229 /
+/// 146-148, b64 780-1011 / 200. The tile path streams ~10 (FP4) and ~14 (FP8) GB/s of weights
+/// on its decode, so below these batches the row kernels' faster streaming wins.
+const MIN_BATCH_AMX_FP4: usize = 6;
+const MIN_BATCH_AMX_FP8: usize = 6;
+
+/// Whether the AMX path takes a call of `m` tokens over `inp` inputs.
+pub(crate) fn applies_amx(m: usize, inp: usize, fp8: bool) -> bool {
+    m >= if fp8 { MIN_BATCH_AMX_FP8 } else { MIN_BATCH_AMX_FP4 } && inp.is_multiple_of(128) && super::amx::enabled()
+}
+
+/// FP4 on AMX: `y[m, rows.len()]`, `xb` the activations as bf16 (natural order).
+pub(crate) fn fp4_amx(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usize>) -> Vec<f32> {
+    let xp = [pad_tokens(xb, k)];
+    let dc = unsafe { Fp4Dec::new(k / 32) };
+    run(xb.len() / k, rows, k / 2, |r, y, ldy, row0| unsafe {
+        amx_rows(
+            &xp,
+            xb.len() / k,
+            k,
+            KC_FP4,
+            r,
+            y,
+            ldy,
+            row0,
+            |p0, valid, c0, n, dst| fp4_decode(&dc, w, scale, k, p0, valid, c0, n, dst, None),
+            |r| fp4_rows(w, scale, k, xb, r, y, ldy, row0),
+        )
+    })
+}
+
+/// FP8 on AMX: `y[m, rows.len()]` for x exactly bf16 (`Ok(xb)`, natural order) or any finite
+/// x as its three bf16 parts (`Err`, [`amx::split_bf16`](super::amx::split_bf16); then every
+/// scale code of the matrix must fold: [`fp8_folds`]).
+pub(crate) fn fp8_amx(w: &[u8], scale: &[u8], k: usize, x: Result<&[u16], &[Vec<u16>; 3]>, rows: Range<usize>) -> Vec<f32> {
+    let xp: Vec<Vec<u16>> = match x {
+        Ok(xb) => vec![pad_tokens(xb, k)],
+        Err(parts) => parts.iter().map(|p| pad_tokens(p, k)).collect(),
+    };
+    let m = match x {
+        Ok(xb) => xb.len() / k,
+        Err(parts) => parts[0].len() / k,
+    };
+    let dc = unsafe { Fp8Dec::new() };
+    let kbn = k.div_ceil(128);
+    run(m, rows, k, |r, y, ldy, row0| unsafe {
+        amx_rows(
+            &xp,
+            m,
+            k,
+            KC_FP8,
+            r,
+            y,
+            ldy,
+            row0,
+            |p0, valid, c0, _, dst| {
+                let code = scale[(p0 / 128) * kbn + c0 / 128];
+                FP8_FOLD.contains(&code) && {
+                    fp8_decode(&dc, w, k, p0, valid, c0, dst, Some(code));
+                    true
+                }
+            },
+            |r| match x {
+                Ok(xb) => fp8_rows(w, scale, k, xb, r, y, ldy, row0),
+                Err(_) => unreachable!("split x with a scale that does not fold (fp8_folds was checked)"),
+            },
+        )
+    })
+}
+
+/// FP8 block-scale codes whose factor folds into the bf16 weights exactly (e4m3 values times
+/// 2^(code - 127) stay normal and finite).
+const FP8_FOLD: std::ops::RangeInclusive<u8> = 10..=246;
+
+/// Whether every scale code of an FP8 matrix folds (what a split x needs: the exact fallback
+/// multiplies bf16 x only).
+pub(crate) fn fp8_folds(scale: &[u8], out: usize, inp: usize) -> bool {
+    scale[..out.div_ceil(128) * inp.div_ceil(128)].iter().all(|c| FP8_FOLD.contains(c))
+}
+
+/// `xb` (tokens of `k` bf16) with zero tokens appended up to a multiple of 16 (an A tile's rows).
+fn pad_tokens(xb: &[u16], k: usize) -> Vec<u16> {
+    let m = xb.len() / k;
+    let mut xp = xb.to_vec();
+    xp.resize(m.next_multiple_of(16) * k, 0);
+    xp
+}
+
+/// The AMX path on rows `r` for x the sum of the bf16 token rows `xp` (padded to 16 tokens).
+/// Per 32-row panel and chunk of `kc` inputs, `decode(p0, valid, c0, n, dst)` fills inputs
+/// `c0 .. c0 + n` (`n`: `kc`, or what is left of `k`) as `n / 2` pairs x 32 dwords at `dst`
+/// (16 KiB at most: it stays in L1), the scales folded in, or says it cannot (an extreme scale
+/// code): `exact(rows)` then computes that panel's rows on the AVX-512 panel instead. Every 32
+/// tokens multiply the chunk on tiles; with more than 32 their sums wait in L1 between chunks
+/// (up to 32 they stay in the tiles).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn amx_rows(xp: &[Vec<u16>], m: usize, k: usize, kc: usize, r: Range<usize>, y: OutPtr, ldy: usize, row0: usize, decode: impl Fn(usize, u32, usize, usize, *mut u32) -> bool, exact: impl Fn(Range<usize>)) {
+    debug_assert!(xp.iter().all(|p| p.len() >= m.next_multiple_of(16) * k) && k.is_multiple_of(32) && kc <= KC_FP4);
+    let groups = m.div_ceil(32);
+    let mut buf = Panel([0; KC_FP4 / 2 * ROWS]);
+    let mut acc = vec![[[0f32; 256]; 4]; groups];
+    let tiles = unsafe { super::amx::Tiles::load() };
+    'panels: for (p0, valid) in panels(r.clone()) {
+        for c0 in (0..k).step_by(kc) {
+            let n = kc.min(k - c0);
+            if !decode(p0, valid, c0, n, buf.0.as_mut_ptr()) {
+                exact(r.start.max(p0)..r.end.min(p0 + ROWS));
+                continue 'panels;
+            }
+            for (g, a) in acc.iter_mut().enumerate() {
+                match (c0, groups) {
+                    (0, _) => tiles.zero(),
+                    (_, 1) => {}
+                    _ => tiles.load_acc(a),
+                }
+                let x: Vec<*const u16> = xp.iter().map(|p| p.as_ptr().wrapping_add(32 * g * k + c0)).collect();
+                unsafe {
+                    if m - 32 * g > 16 {
+                        tiles.steps::<2>(&x, k, buf.0.as_ptr(), n)
+                    } else {
+                        tiles.steps::<1>(&x, k, buf.0.as_ptr(), n)
+                    }
+                }
+                if groups > 1 || c0 + n == k {
+                    tiles.store(a);
+                }
+            }
+        }
+        for (g, a) in acc.iter().enumerate() {
+            unsafe { write_out(a, 32 * g, m, p0, valid, y, ldy, row0) };
+        }
+    }
+    drop(tiles);
+}
+
+/// Tokens `t0 ..` (up to 32, below `m`) of the stored accumulators into `y` at the panel's
+/// valid rows.
+#[allow(clippy::too_many_arguments)]
+unsafe fn write_out(c: &[[f32; 256]; 4], t0: usize, m: usize, p0: usize, valid: u32, y: OutPtr, ldy: usize, row0: usize) {
+    for tok in t0..m.min(t0 + 32) {
+        let (j, t) = ((tok - t0) / 16, (tok - t0) % 16);
+        for h in 0..2 {
+            let ct = &c[2 * j + h][16 * t..16 * t + 16];
+            for (col, &v) in ct.iter().enumerate() {
+                if valid >> (16 * h + col) & 1 == 1 {
+                    // SAFETY: the row is in the caller's range and tok < m: inside y
+                    unsafe { *y.0.add(tok * ldy + p0 + 16 * h + col - row0) = v };
+                }
+            }
         }
     }
 }
