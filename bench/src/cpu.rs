@@ -115,7 +115,7 @@ pub fn impl_by_name(name: &str) -> Option<Box<dyn CpuImpl>> {
 }
 
 /// Names accepted by [`impl_by_name`].
-pub const IMPL_NAMES: [&str; 5] = ["dsv4", "dsv4-int8", "dsv4-avx2", "dsv4-scalar", "reference"];
+pub const IMPL_NAMES: [&str; 6] = ["dsv4", "dsv4-int8", "dsv4-avx512", "dsv4-avx2", "dsv4-scalar", "reference"];
 
 /// What to run.
 #[derive(Clone, Debug)]

@@ -50,7 +50,7 @@ pub struct CpuArgs {
     #[arg(long, value_name = "LIST")]
     batches: Option<String>,
     /// Implementations, comma-separated: dsv4 (default: the best level, exact), dsv4-int8 (FP4 on
-    /// int8 activations), dsv4-avx2, dsv4-scalar (lower levels), reference (slow).
+    /// int8 activations), dsv4-avx512, dsv4-avx2, dsv4-scalar (lower levels), reference (slow).
     #[arg(long, value_name = "LIST", default_value = "dsv4")]
     impls: String,
     /// Cap on the bytes swept per case and on the bandwidth buffer, in MB (tests: weights then

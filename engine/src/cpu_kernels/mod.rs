@@ -20,7 +20,12 @@
 //! and more (FP8) or 32 and more with at most 2048 inputs (FP4) decode each weight panel once into
 //! bf16 and multiply it against all the tokens (`panel`). On AVX2, FP8 and BF16 batches of 8 and
 //! more, FP4 above 8, do the same with an f32 panel (`panel_avx2`); smaller FP4 batches run the
-//! integer row kernel (`fp4_int`).
+//! integer row kernel (`fp4_int`). With AMX (`Level::Amx`, Sapphire Rapids and later), FP4 and
+//! FP8 batches of 6 and more multiply on BF16 tiles (`amx`, driven from `panel`), unquantised FP8
+//! x as three exact bf16 parts.
+//!
+//! A row's bits do not depend on how the rows are cut: splits and tiles fall on
+//! `ROW_GROUP` rows from the call's first row, and `forward_many`'s shares on [`ROW_ALIGN`].
 
 // Kernels index several same-length arrays by batch row and take the same 8 arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
@@ -62,7 +67,7 @@ pub const MAX_BATCH: usize = 8;
 pub(crate) const ROW_GROUP: usize = 2;
 
 /// Row cuts at multiples of this from row 0 leave every row's bits as in an uncut call, whatever
-/// path the call takes (row kernels: [`ROW_GROUP`]; the AVX2 panel: 12 rows from the first; the
+/// path the call takes (row kernels: `ROW_GROUP`; the AVX2 panel: 12 rows from the first; the
 /// AVX-512 panel: 32 from row 0). `forward_many` cuts its shares here, so a result does not
 /// depend on the thread count or on the other jobs of a phase.
 pub const ROW_ALIGN: usize = 96;
