@@ -16,6 +16,16 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
     assert!(rows.end <= out);
     assert!(inp > 0);
     assert_eq!(x.len() % inp, 0);
+    // AMX, batches of 6 and more: the tile path, on x exactly bf16 or on its three bf16 parts
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Amx && super::panel::applies_amx_bf16(x.len() / inp, inp) {
+        if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+            return super::panel::bf16_amx(w, inp, Ok(&xb), rows);
+        }
+        if let Some(parts) = super::amx::split_bf16(x) {
+            return super::panel::bf16_amx(w, inp, Err(&parts), rows);
+        }
+    }
     let level = level.kernel();
     let (m, n, row0) = (x.len() / inp, rows.len(), rows.start);
     match level {

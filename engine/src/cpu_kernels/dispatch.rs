@@ -14,7 +14,8 @@ pub enum Level {
     /// (16-lane decode); attention and the int8 path run their AVX2 code.
     Avx512,
     /// AVX-512 with BF16 and VBMI, plus AMX-BF16 tiles the OS lets this process use: the
-    /// batched FP4 / FP8 GEMM multiplies on tiles (`amx`); everything else runs the AVX-512 code.
+    /// batched FP4 / FP8 / BF16 GEMM multiplies on tiles (`amx`); everything else runs the
+    /// AVX-512 code.
     Amx,
 }
 

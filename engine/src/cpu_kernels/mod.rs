@@ -20,9 +20,9 @@
 //! and more (FP8) or 32 and more with at most 2048 inputs (FP4) decode each weight panel once into
 //! bf16 and multiply it against all the tokens (`panel`). On AVX2, FP8 and BF16 batches of 8 and
 //! more, FP4 above 8, do the same with an f32 panel (`panel_avx2`); smaller FP4 batches run the
-//! integer row kernel (`fp4_int`). With AMX (`Level::Amx`, Sapphire Rapids and later), FP4 and
-//! FP8 batches of 6 and more multiply on BF16 tiles (`amx`, driven from `panel`), unquantised FP8
-//! x as three exact bf16 parts.
+//! integer row kernel (`fp4_int`). With AMX (`Level::Amx`, Sapphire Rapids and later), FP4, FP8
+//! and BF16 batches of 6 and more multiply on BF16 tiles (`amx`, driven from `panel`), x that is
+//! not exactly bf16 (unquantised: wo_a, the head) as three exact bf16 parts.
 //!
 //! A row's bits do not depend on how the rows are cut: splits and tiles fall on
 //! `ROW_GROUP` rows from the call's first row, and `forward_many`'s shares on [`ROW_ALIGN`].

@@ -423,6 +423,14 @@ unsafe fn fp8_rows(w: &[u8], scale: &[u8], k: usize, xb: &[u16], r: Range<usize>
 const MIN_BATCH_AMX_FP4: usize = 6;
 const MIN_BATCH_AMX_FP8: usize = 6;
 
+/// Smallest batch of the BF16 AMX path (x exactly bf16 or in three parts).
+const MIN_BATCH_AMX_BF16: usize = 6;
+
+/// Whether the BF16 AMX path takes a call of `m` tokens over `inp` inputs.
+pub(crate) fn applies_amx_bf16(m: usize, inp: usize) -> bool {
+    m >= MIN_BATCH_AMX_BF16 && inp.is_multiple_of(32) && super::amx::enabled()
+}
+
 /// Whether the AMX path takes a call of `m` tokens over `inp` inputs.
 pub(crate) fn applies_amx(m: usize, inp: usize, fp8: bool) -> bool {
     m >= if fp8 { MIN_BATCH_AMX_FP8 } else { MIN_BATCH_AMX_FP4 } && inp.is_multiple_of(128) && super::amx::enabled()
@@ -448,18 +456,63 @@ pub(crate) fn fp4_amx(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<
     })
 }
 
+/// AMX's x: the padded bf16 parts and the token count.
+fn amx_x(x: Result<&[u16], &[Vec<u16>; 3]>, k: usize) -> (Vec<Vec<u16>>, usize) {
+    match x {
+        Ok(xb) => (vec![pad_tokens(xb, k)], xb.len() / k),
+        Err(parts) => (parts.iter().map(|p| pad_tokens(p, k)).collect(), parts[0].len() / k),
+    }
+}
+
+/// BF16 on AMX: `y[m, rows.len()]` for x exactly bf16 (`Ok`) or as its three bf16 parts
+/// (`Err`). A weight row's dwords are already input pairs: the decode is a 16 x 16 dword
+/// transpose per 16 rows x 32 inputs.
+pub(crate) fn bf16_amx(w: &[u8], k: usize, x: Result<&[u16], &[Vec<u16>; 3]>, rows: Range<usize>) -> Vec<f32> {
+    let (xp, m) = amx_x(x, k);
+    run(m, rows, 2 * k, |r, y, ldy, row0| unsafe {
+        amx_rows(
+            &xp,
+            m,
+            k,
+            KC_FP4,
+            r,
+            y,
+            ldy,
+            row0,
+            |p0, valid, c0, n, dst| {
+                bf16_decode(w, k, p0, valid, c0, n, dst);
+                true
+            },
+            |_| unreachable!("the BF16 decode always succeeds"),
+        )
+    })
+}
+
+/// Inputs `c0 .. c0 + n` (a multiple of 32) of the BF16 panel at `p0` (rows in `valid`) into
+/// `dst` as `[pair - c0/2][ROWS]` dwords.
+#[target_feature(enable = "avx512f")]
+unsafe fn bf16_decode(w: &[u8], k: usize, p0: usize, valid: u32, c0: usize, n: usize, dst: *mut u32) {
+    let rb = 2 * k;
+    for h in 0..2 {
+        let vm = (valid >> (16 * h)) as u16;
+        if vm == 0 {
+            continue;
+        }
+        let rows16 = p0 + 16 * h;
+        for g in 0..n / 32 {
+            let t = unsafe { load16(|l| w.as_ptr().wrapping_add((rows16 + l) * rb), 2 * (c0 + 32 * g), vm, rb) };
+            for (d, &v) in t.iter().enumerate() {
+                unsafe { _mm512_storeu_si512(dst.add((16 * g + d) * ROWS + 16 * h) as *mut __m512i, v) };
+            }
+        }
+    }
+}
+
 /// FP8 on AMX: `y[m, rows.len()]` for x exactly bf16 (`Ok(xb)`, natural order) or any finite
 /// x as its three bf16 parts (`Err`, [`amx::split_bf16`](super::amx::split_bf16); then every
 /// scale code of the matrix must fold: [`fp8_folds`]).
 pub(crate) fn fp8_amx(w: &[u8], scale: &[u8], k: usize, x: Result<&[u16], &[Vec<u16>; 3]>, rows: Range<usize>) -> Vec<f32> {
-    let xp: Vec<Vec<u16>> = match x {
-        Ok(xb) => vec![pad_tokens(xb, k)],
-        Err(parts) => parts.iter().map(|p| pad_tokens(p, k)).collect(),
-    };
-    let m = match x {
-        Ok(xb) => xb.len() / k,
-        Err(parts) => parts[0].len() / k,
-    };
+    let (xp, m) = amx_x(x, k);
     let dc = unsafe { Fp8Dec::new() };
     let kbn = k.div_ceil(128);
     run(m, rows, k, |r, y, ldy, row0| unsafe {
