@@ -1,6 +1,6 @@
-//! AMX BF16 tiles (Intel Sapphire Rapids and later): the multiply of the batched FP4 / FP8 GEMM
-//! (`panel`) when a call has enough tokens. The weights are decoded as for the AVX-512 panel, but
-//! over the whole input for 32 rows at a time and with each block's scale folded into the bf16
+//! AMX BF16 tiles (Intel Sapphire Rapids and later): the multiply of the batched FP4 / FP8 / BF16
+//! GEMM (`panel`) when a call has enough tokens. The weights are decoded as for the AVX-512
+//! panel, 32 rows x one chunk of inputs at a time, with each block's scale folded into the bf16
 //! values (exact for e8m0 codes in the ranges `panel` checks), laid out `[input pair][32 rows]`:
 //! that is the VNNI layout a B tile reads (16 pairs x 16 rows of a 16-row half, 128 bytes apart).
 //! An A tile reads 16 tokens x 32 inputs of x straight from the caller's bf16 rows. One
@@ -164,8 +164,8 @@ impl Tiles {
 
 /// x (finite f32) as three bf16 arrays whose sum is x exactly: the top 8 significant bits, the
 /// next 8, the last 8 (each part the truncation of what the previous ones leave, so every
-/// difference is exact). The tiles then multiply any f32 activation (the attention output into
-/// `wo_a`, unquantised) at three times the work. A part below 2^-126 is flushed by the tiles:
+/// difference is exact). The tiles then multiply any f32 activation (unquantised: the attention
+/// output into `wo_a`, the head's and the compressors' inputs) at three times the work. A part below 2^-126 is flushed by the tiles:
 /// an error under 2^-16 of values under 2^-110, far inside the kernels' tolerance. None if x
 /// has an infinity or NaN (the AVX-512 kernels take those).
 pub(crate) fn split_bf16(x: &[f32]) -> Option<[Vec<u16>; 3]> {

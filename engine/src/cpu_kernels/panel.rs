@@ -27,6 +27,10 @@
 //!
 //! The results equal `Linear::forward`'s up to the f32 summation order (products are exact,
 //! `vdpbf16ps` flushes subnormal products, as in the row kernels).
+//!
+//! With AMX (`Level::Amx`) the same decodes, with each scale folded into the bf16 values instead
+//! (`fp4_decode` / `fp8_decode` with no scale vectors; BF16 weights only transposed), feed the
+//! tiles of `amx` one L1-sized chunk at a time (`amx_rows`): `fp4_amx`, `fp8_amx`, `bf16_amx`.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
