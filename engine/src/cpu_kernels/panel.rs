@@ -572,7 +572,7 @@ fn pad_tokens(xb: &[u16], k: usize) -> Vec<u16> {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn amx_rows(xp: &[Vec<u16>], m: usize, k: usize, kc: usize, r: Range<usize>, y: OutPtr, ldy: usize, row0: usize, decode: impl Fn(usize, u32, usize, usize, *mut u32) -> bool, exact: impl Fn(Range<usize>)) {
-    debug_assert!(xp.iter().all(|p| p.len() >= m.next_multiple_of(16) * k) && k.is_multiple_of(32) && kc <= KC_FP4);
+    debug_assert!(xp.iter().all(|p| p.len() >= m.next_multiple_of(16) * k) && k.is_multiple_of(32) && kc <= KC_FP4 && (1..=3).contains(&xp.len()));
     let groups = m.div_ceil(32);
     let mut buf = Panel([0; KC_FP4 / 2 * ROWS]);
     let mut acc = vec![[[0f32; 256]; 4]; groups];
@@ -590,12 +590,14 @@ unsafe fn amx_rows(xp: &[Vec<u16>], m: usize, k: usize, kc: usize, r: Range<usiz
                     (_, 1) => {}
                     _ => tiles.load_acc(a),
                 }
-                let x: Vec<*const u16> = xp.iter().map(|p| p.as_ptr().wrapping_add(32 * g * k + c0)).collect();
+                // the parts' pointers at this group and chunk (no allocation in the chunk loop)
+                let x: [*const u16; 3] = std::array::from_fn(|i| xp.get(i).map_or(std::ptr::null(), |p| p.as_ptr().wrapping_add(32 * g * k + c0)));
+                let x = &x[..xp.len()];
                 unsafe {
                     if m - 32 * g > 16 {
-                        tiles.steps::<2>(&x, k, buf.0.as_ptr(), n)
+                        tiles.steps::<2>(x, k, buf.0.as_ptr(), n)
                     } else {
-                        tiles.steps::<1>(&x, k, buf.0.as_ptr(), n)
+                        tiles.steps::<1>(x, k, buf.0.as_ptr(), n)
                     }
                 }
                 if groups > 1 || c0 + n == k {
