@@ -9,12 +9,14 @@
 //! (0x7F, 0xFF) do not survive that trick, so they are detected on the bytes and turn the row's
 //! outputs into NaN, as in the reference.
 //!
-//! AVX2 at batch 1-2 (inputs a multiple of 32): a cheaper exact decode with no conversion, see
-//! `fp8_lanes`: the e4m3 bits shifted and masked in their own 32-bit lanes make the f32
-//! `w · 2^-120`, and x is scaled by `2^120 · scale` per block. AVX2 at batch 8 and more: the
-//! same kind of decode once into an f32 panel, a register-blocked micro-kernel (`panel_avx2`).
-//! Where those do not apply (other batches, other sizes, x outside the fold's exact range), the
-//! f16 decode below.
+//! AVX2 at batch 1-2 (inputs a multiple of 32) on AMD: a cheaper exact decode with no
+//! conversion, see `fp8_lanes`: the e4m3 bits shifted and masked in their own 32-bit lanes make
+//! the f32 `w · 2^-120`, and x is scaled by `2^120 · scale` per block. It keeps e4m3 subnormals
+//! as f32 subnormals, which Intel's FMA takes through a microcode assist (0.15-1.2 GB/s), so it
+//! runs only where `Level::fast_subnormals`. AVX2 at batch 8 and more: a decode once into an
+//! f32 panel (that in-lane one on AMD, the f16 one below elsewhere), a register-blocked
+//! micro-kernel (`panel_avx2`). Where those do not apply (other batches, other sizes, x outside
+//! the fold's exact range, Intel at batch 1-2), the f16 decode below.
 //!
 //! AVX-512: the same decode 32 weights at a time (`vpmovzxbw`, shift into the high byte, the
 //! arithmetic shift and mask, two 16-lane `vcvtph2ps`), NaN codes caught by one compare into a
@@ -95,13 +97,17 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     }
     // AVX2, batches of 8 and more: decode once into an f32 panel, 3x4 register-blocked FMAs
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx2 && super::panel_avx2::applies_fp8(m, inp, scale, &(0..out), x) {
-        return super::panel_avx2::fp8(w, scale, inp, x, rows);
-    }
-    // AVX2, batches of 1-2: the in-lane decode, the scale folded into x
-    #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx2 && super::fp8_lanes::applies(m, inp) && super::panel_avx2::scale_fold_exact(inp, scale, &(0..out), x) {
-        return super::fp8_lanes::gemv(w, scale, inp, x, rows);
+    if level == Level::Avx2 {
+        use super::panel_avx2::{applies_fp8, scale_fold_exact, Fp8Decode};
+        let dec = Fp8Decode::for_this_cpu();
+        if applies_fp8(m, inp, scale, &(0..out), x, dec) {
+            return super::panel_avx2::fp8(w, scale, inp, x, rows, dec);
+        }
+        // batches of 1-2: the in-lane decode, the scale folded into x; it keeps e4m3 subnormals
+        // as f32 subnormals, so only where the FMA takes them at full speed
+        if dec == Fp8Decode::Lanes && super::fp8_lanes::applies(m, inp) && scale_fold_exact(inp, scale, &(0..out), x, dec.bias()) {
+            return super::fp8_lanes::gemv(w, scale, inp, x, rows);
+        }
     }
     batched(m, rows, inp, |b, r, yp| {
         let xc = &x[b.start * inp..b.end * inp];

@@ -15,17 +15,23 @@
 //! transpose); the accumulators live in memory between chunks and are summed across lanes once
 //! per row and token.
 //!
-//! Decodes (both exact):
-//! - FP8: `vpmovsxbd`, a shift by 20 and a mask put an e4m3 byte's exponent and mantissa in an
-//!   f32 as `w · 2^-120` (`fp8_lanes` makes the same f32 in place, without the widening; e4m3 subnormals become f32 subnormals, which
-//!   Zen 3's FMA takes at full speed but its multiply does not, so the panel holds them as they
-//!   are). The scale goes into x instead: per 128-row block, x is copied once with each
-//!   128-input block times `2^120 · scale` (`2^(code - 7)`), so an FMA forms
-//!   `(x · 2^120 · s) · (w · 2^-120)` = `x · w · s`, rounded once. That copy is exact when every
-//!   nonzero `|x| · 2^(code - 7)` is a normal f32, which [`applies_fp8`] checks for the whole
-//!   call (activations and checkpoint scales are far inside it); otherwise the row kernels run.
-//!   NaN codes (finite after this decode) are caught on the bytes and make their row's outputs
-//!   NaN, as in the reference.
+//! Decodes (all exact):
+//! - FP8, two ways ([`Fp8Decode`]), the weight short of `w` by a power of two `2^-bias`:
+//!   - `Lanes` (AMD): `vpmovsxbd`, a shift by 20 and a mask put an e4m3 byte's exponent and
+//!     mantissa in an f32 as `w · 2^-120` (`fp8_lanes` makes the same f32 in place, without the
+//!     widening; e4m3 subnormals become f32 subnormals, which Zen 3's FMA takes at full speed
+//!     but its multiply does not, so the panel holds them as they are).
+//!   - `F16` (every other vendor: Intel's FMA takes a microcode assist per subnormal operand):
+//!     the byte into the high half of a word, an arithmetic shift by one and a mask make the f16
+//!     of `w · 2^-8` (as `fp8::rows_avx2`), and `vcvtph2ps` widens it to a normal f32.
+//!
+//!   The scale goes into x instead: per 128-row block, x is copied once with each 128-input
+//!   block times `2^bias · scale` (`2^(code - 127 + bias)`), so an FMA forms
+//!   `(x · 2^bias · s) · (w · 2^-bias)` = `x · w · s`, rounded once. That copy is exact when the
+//!   factor and every nonzero `|x|` times it are normal f32s, which [`applies_fp8`] checks for
+//!   the whole call (activations and checkpoint scales are far inside it); otherwise the row
+//!   kernels run. NaN codes (finite after either decode) are caught on the bytes and make their
+//!   row's outputs NaN, as in the reference.
 //! - FP4: `fp4::decode8` (8 e2m1 codes to f32 in input order) times the block's e8m0 scale: the
 //!   reference's dequantised weight itself, so no condition on x.
 //! - BF16: `and 0xFFFF0000` / `<< 16` on 16 weights give the odd / even elements as f32, with x
@@ -78,16 +84,45 @@ struct Panel([f32; RP * PS]);
 /// Accumulators of one (row triple, token chunk): `[3 rows][TOKENS tokens]`.
 type Acc = [__m256; 3 * TOKENS];
 
-/// Whether an FP8 call takes the panel path: enough tokens, whole 32-input groups, and x
-/// times every scale factor of `rows` exact ([`scale_fold_exact`]).
-pub(crate) fn applies_fp8(m: usize, inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32]) -> bool {
-    m >= MIN_BATCH && inp.is_multiple_of(32) && scale_fold_exact(inp, scale, rows, x)
+/// How the FP8 panel holds a weight (module docs): both exact, `w · 2^-bias`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fp8Decode {
+    /// `w · 2^-120` by shift and mask; e4m3 subnormals stay f32 subnormals.
+    Lanes,
+    /// `w · 2^-8` through f16 and `vcvtph2ps`: every value a normal f32.
+    F16,
 }
 
-/// Whether multiplying x by `2^(code - 7)` for every scale code of `rows` is exact (the module
-/// docs' condition, also `fp8_lanes`'): with `lo` / `hi` the smallest nonzero / largest finite
-/// `|x|` and `c` the codes, `lo · 2^(min c - 7) >= 2^-126` and `hi · 2^(max c - 7) < 2^127`.
-pub(crate) fn scale_fold_exact(inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32]) -> bool {
+impl Fp8Decode {
+    /// `Lanes` where subnormal FMA operands cost nothing ([`Level::fast_subnormals`]), else `F16`.
+    pub(crate) fn for_this_cpu() -> Fp8Decode {
+        if super::Level::fast_subnormals() {
+            Fp8Decode::Lanes
+        } else {
+            Fp8Decode::F16
+        }
+    }
+
+    /// The power of two the decoded weight is short of `w`, which x's copy makes up.
+    pub(crate) fn bias(self) -> i32 {
+        match self {
+            Fp8Decode::Lanes => 120,
+            Fp8Decode::F16 => 8,
+        }
+    }
+}
+
+/// Whether an FP8 call takes the panel path: enough tokens, whole 32-input groups, and x
+/// times every scale factor of `rows` exact ([`scale_fold_exact`]).
+pub(crate) fn applies_fp8(m: usize, inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32], dec: Fp8Decode) -> bool {
+    m >= MIN_BATCH && inp.is_multiple_of(32) && scale_fold_exact(inp, scale, rows, x, dec.bias())
+}
+
+/// Whether multiplying x by `2^(code - 127 + bias)` for every scale code of `rows` is exact (the
+/// module docs' condition, also `fp8_lanes`' with bias 120): with `lo` / `hi` the smallest
+/// nonzero / largest finite `|x|`, `c` the codes and `f = 2^(c - 127 + bias)` each factor, every
+/// `f` is a normal f32, `lo · min f >= 2^-126` and `hi · max f < 2^127`.
+pub(crate) fn scale_fold_exact(inp: usize, scale: &[u8], rows: &Range<usize>, x: &[f32], bias: i32) -> bool {
     if rows.is_empty() {
         return false;
     }
@@ -102,15 +137,16 @@ pub(crate) fn scale_fold_exact(inp: usize, scale: &[u8], rows: &Range<usize>, x:
         (if ok { lo.min(a) } else { lo }, if ok { hi.max(a) } else { hi })
     });
     if hi == 0 {
-        return cmax < 255; // x all zero or non-finite: every factor only needs to be finite
+        // x all zero or non-finite: every factor only needs to be a normal f32
+        return cmax < 255 && i32::from(cmin) - 127 + bias >= -126 && i32::from(cmax) - 127 + bias <= 127;
     }
     if lo < 0x0080_0000 {
         return false; // a subnormal x
     }
-    let (emin, emax) = (i32::from(cmin) - 7, i32::from(cmax) - 7);
+    let (emin, emax) = (i32::from(cmin) - 127 + bias, i32::from(cmax) - 127 + bias);
     // floor(log2 |v|) of a normal |v|: its exponent field - 127
     let (llo, lhi) = ((lo >> 23) as i32 - 127, (hi >> 23) as i32 - 127);
-    cmax < 255 && llo + emin >= -126 && lhi + emax <= 126
+    cmax < 255 && emin >= -126 && emax <= 127 && llo + emin >= -126 && lhi + emax <= 126
 }
 
 /// Whether a BF16 call takes the panel path.
@@ -118,22 +154,29 @@ pub(crate) fn applies_bf16(m: usize, inp: usize) -> bool {
     m >= MIN_BATCH && inp.is_multiple_of(16)
 }
 
-/// FP8 `y[m, rows.len()]` for `x[m, k]`.
-pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, x: &[f32], rows: Range<usize>) -> Vec<f32> {
+/// FP8 `y[m, rows.len()]` for `x[m, k]`, the weights decoded as `dec` says (the caller checked
+/// [`applies_fp8`] with the same `dec`).
+pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, x: &[f32], rows: Range<usize>, dec: Fp8Decode) -> Vec<f32> {
     let kbn = k.div_ceil(128);
-    // x with each 128-input block times 2^(code - 7) of row block `rb`
+    let bias = dec.bias() as u32;
+    // x with each 128-input block times 2^(code - 127 + bias) of row block `rb`
     let scaled = |rb: usize, buf: &mut XBuf| {
         let out = buf.take(x.len() / k * ldx(k));
         for (xr, or) in x.chunks_exact(k).zip(out.chunks_exact_mut(ldx(k))) {
             for (kb, (xb, ob)) in xr.chunks(128).zip(or.chunks_mut(128)).enumerate() {
-                let f = f32::from_bits((u32::from(scale[rb * kbn + kb]) + 120) << 23);
+                let f = f32::from_bits((u32::from(scale[rb * kbn + kb]) + bias) << 23);
                 for (o, v) in ob.iter_mut().zip(xb) {
                     *o = v * f;
                 }
             }
         }
     };
-    run(k, x.len() / k, &[], rows, k, 128, Some(&scaled), |n0, nv, c0, kc, panel| unsafe { decode_fp8(w, k, n0, nv, c0, kc, panel) })
+    run(k, x.len() / k, &[], rows, k, 128, Some(&scaled), |n0, nv, c0, kc, panel| unsafe {
+        match dec {
+            Fp8Decode::Lanes => decode_fp8(w, k, n0, nv, c0, kc, panel),
+            Fp8Decode::F16 => decode_fp8_f16(w, k, n0, nv, c0, kc, panel),
+        }
+    })
 }
 
 /// Smallest batch that takes the FP4 panel: the integer row kernel (`fp4_int`) takes chunks of
@@ -349,6 +392,41 @@ unsafe fn decode_fp8(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: us
     nan_rows
 }
 
+/// FP8 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 32), into the panel as
+/// `w · 2^-8`, every value a normal f32 ([`Fp8Decode::F16`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_fp8_f16(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
+    let m80 = _mm256_set1_epi8(0x80u8 as i8);
+    let mbf = _mm_set1_epi16(0xBFFFu16 as i16);
+    let zero = _mm_setzero_si128();
+    let mut nan_rows = 0u16;
+    for i in 0..nv {
+        let row = n0 + i;
+        let wp = w.as_ptr().add(row * k + c0);
+        let pp = panel.0.as_mut_ptr().add(i * PS);
+        let mut nan = _mm256_setzero_si256();
+        for j in (0..kc).step_by(32) {
+            if (c0 + j).is_multiple_of(64) {
+                prefetch_ahead(w.as_ptr(), row, c0 + j, k);
+            }
+            // a NaN code is 0x7F / 0xFF: 0xFF once the sign bit is set
+            nan = _mm256_max_epu8(nan, _mm256_or_si256(_mm256_loadu_si256(wp.add(j) as *const __m256i), m80));
+            for h in 0..2 {
+                let bytes = _mm_loadu_si128(wp.add(j + 16 * h) as *const __m128i);
+                // the byte in the high half, shifted right by one with its sign: the f16 of w · 2^-8
+                let lo = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpacklo_epi8(zero, bytes)), mbf);
+                let hi = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpackhi_epi8(zero, bytes)), mbf);
+                _mm256_store_ps(pp.add(j + 16 * h), _mm256_cvtph_ps(lo));
+                _mm256_store_ps(pp.add(j + 16 * h + 8), _mm256_cvtph_ps(hi));
+            }
+        }
+        if _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, _mm256_set1_epi8(-1))) != 0 {
+            nan_rows |= 1 << i;
+        }
+    }
+    nan_rows
+}
+
 /// FP4 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 32), into the panel as `w · s`
 /// in input order (`fp4::decode8`, times the block's e8m0 scale: exact, the reference's
 /// dequantised weight; a NaN scale makes NaN weights, so no row mask is needed).
@@ -419,28 +497,87 @@ mod tests {
 
     #[test]
     fn applies_fp8_reads_the_scale_rows_of_the_range() {
+        use Fp8Decode::{Lanes, F16};
         // 300 rows x 256 inputs: 3 row blocks x 2 input blocks
         let x = |v: f32| vec![v; 8 * 256];
         let mut scale = vec![127u8; 6];
-        assert!(applies_fp8(8, 256, &scale, &(0..300), &x(1.0)));
+        for dec in [Lanes, F16] {
+            assert!(applies_fp8(8, 256, &scale, &(0..300), &x(1.0), dec));
+            assert!(!applies_fp8(3, 256, &scale, &(0..256), &x(1.0), dec));
+            assert!(!applies_fp8(8, 260, &[127; 9], &(0..10), &x(1.0), dec));
+        }
         scale[5] = 255; // row block 2: a NaN scale
-        assert!(!applies_fp8(8, 256, &scale, &(0..300), &x(1.0)));
-        assert!(!applies_fp8(8, 256, &scale, &(256..257), &x(0.0)));
-        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(1.0)));
-        assert!(!applies_fp8(3, 256, &scale, &(0..256), &x(1.0)));
-        assert!(!applies_fp8(8, 260, &[127; 9], &(0..10), &x(1.0)));
-        // the exponent range: 2^e · 2^(127 - 7) must stay in [2^-126, 2^127)
-        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(6) * 1.99)));
-        assert!(!applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(7))));
-        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(0.0)));
+        for dec in [Lanes, F16] {
+            assert!(!applies_fp8(8, 256, &scale, &(0..300), &x(1.0), dec));
+            assert!(!applies_fp8(8, 256, &scale, &(256..257), &x(0.0), dec));
+            assert!(applies_fp8(8, 256, &scale, &(0..256), &x(1.0), dec));
+            assert!(applies_fp8(8, 256, &scale, &(0..256), &x(0.0), dec));
+        }
+        // the exponent range: 2^e · 2^(127 - 127 + bias) must stay in [2^-126, 2^127)
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(6) * 1.99), Lanes));
+        assert!(!applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(7)), Lanes));
+        assert!(applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(118) * 1.99), F16));
+        assert!(!applies_fp8(8, 256, &scale, &(0..256), &x(2f32.powi(119)), F16));
         let mut small = vec![0u8; 6];
         small[0] = 127;
-        // code 0: factor 2^-7; 2^-119 · 2^-7 = 2^-126 is the smallest allowed
-        assert!(applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-119))));
-        assert!(!applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-120))));
+        // code 0: factor 2^-7 (Lanes); 2^-119 · 2^-7 = 2^-126 is the smallest allowed
+        assert!(applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-119)), Lanes));
+        assert!(!applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-120)), Lanes));
+        // code 0 with F16: factor 2^-119, so x down to 2^-7
+        assert!(applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-7)), F16));
+        assert!(!applies_fp8(8, 256, &small, &(0..256), &x(2f32.powi(-8)), F16));
+        // the factor itself must be a normal f32: code 135 with Lanes is 2^128 (even for tiny
+        // x, which the product check alone let through), code 247 with F16 likewise
+        assert!(applies_fp8(8, 256, &[134; 6], &(0..256), &x(2f32.powi(-100)), Lanes));
+        assert!(!applies_fp8(8, 256, &[135; 6], &(0..256), &x(2f32.powi(-100)), Lanes));
+        assert!(!applies_fp8(8, 256, &[135; 6], &(0..256), &x(0.0), Lanes));
+        assert!(applies_fp8(8, 256, &[246; 6], &(0..256), &x(2f32.powi(-100)), F16));
+        assert!(!applies_fp8(8, 256, &[247; 6], &(0..256), &x(2f32.powi(-100)), F16));
         let mut mixed = x(1.0);
         mixed[3] = f32::NAN;
         mixed[4] = 0.0;
-        assert!(applies_fp8(8, 256, &scale, &(0..256), &mixed));
+        for dec in [Lanes, F16] {
+            assert!(applies_fp8(8, 256, &[127; 6], &(0..256), &mixed, dec));
+        }
+    }
+
+    /// Every e4m3 code (signs and subnormals included) at every position of a 32-input group,
+    /// through both panel decodes, at batches 8 and 9 and two row blocks of different scales:
+    /// each product `x · w · s` is exact here (x small integers, s a power of two), so the panel
+    /// must give the table's sum exactly; NaN codes give NaN rows.
+    #[test]
+    fn fp8_panel_every_code_both_decodes() {
+        if !super::super::Level::Avx2.is_supported() {
+            return;
+        }
+        let (k, out) = (64usize, 256usize);
+        // row c: code c at inputs 32j + (c % 32) and (c * 7) % 64, code 0 elsewhere
+        let mut w = vec![0u8; out * k];
+        for c in 0..out {
+            for j in 0..2 {
+                w[c * k + 32 * j + c % 32] = c as u8;
+            }
+            w[c * k + (c * 7) % k] = c as u8;
+        }
+        let scale = [127u8, 131]; // row blocks 0 and 1: 2^0 and 2^4
+        for dec in [Fp8Decode::Lanes, Fp8Decode::F16] {
+            for m in [8usize, 9] {
+                let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 - 6.0).collect();
+                assert!(applies_fp8(m, k, &scale, &(0..out), &x, dec));
+                let y = fp8(&w, &scale, k, &x, 0..out, dec);
+                for b in 0..m {
+                    for c in 0..out {
+                        let s = super::super::E8M0[scale[c / 128] as usize];
+                        let want: f32 = (0..k).map(|i| x[b * k + i] * super::super::E4M3[w[c * k + i] as usize] * s).sum();
+                        let got = y[b * out + c];
+                        if c & 0x7F == 0x7F {
+                            assert!(got.is_nan(), "{dec:?} m {m} token {b} code {c:#x}: {got}");
+                        } else {
+                            assert_eq!(got, want, "{dec:?} m {m} token {b} code {c:#x}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
