@@ -60,13 +60,13 @@ struct Exception {
 pub(crate) struct DigitX {
     /// Per pair and batch row (`[pairs, mb]`), 128 bytes: `X0` as [A even 16 | B even 16],
     /// [A odd 16 | B odd 16], then `X1` in the same order (i8 bits).
-    d: Vec<u8>,
+    pub(super) d: Vec<u8>,
     /// Per pair and batch row, 8 lanes: `12 · Σ V` over the inputs of `vpmaddwd` lane `l`
     /// (lanes 0..4 block A, inputs 8l..8l+8; lanes 4..8 block B).
-    corr: Vec<i32>,
+    pub(super) corr: Vec<i32>,
     /// Per pair and batch row, 8 lanes: `u / 2` of block A's groups (lanes 0..4) and B's (4..8);
     /// the 1/2 undoes the 2 of the integer weights.
-    unit: Vec<f32>,
+    pub(super) unit: Vec<f32>,
     /// The exceptions, batch row by batch row: row `b`'s are `exc[starts[b]..starts[b + 1]]`.
     exc: Vec<Exception>,
     starts: Vec<usize>,
@@ -87,7 +87,8 @@ impl DigitX {
                 let src: &[f32; BLOCK] = x[b * inp + blk * BLOCK..][..BLOCK].try_into().unwrap();
                 let (p, h) = (blk / 2, blk % 2);
                 let o = p * mb + b;
-                // SAFETY: `new` runs only where `fp4::gemv` dispatched AVX2.
+                // SAFETY: `new` runs only where `fp4::gemv` dispatched AVX2 or AVX-512 (which
+                // includes it).
                 let (u, r) = unsafe { split_block(src, &mut d[o * 128..][..128], h, &mut corr[o * 8 + 4 * h..][..4]) }?;
                 for (dst, u) in unit[o * 8 + 4 * h..][..4].iter_mut().zip(u) {
                     *dst = u * 0.5;
@@ -103,6 +104,33 @@ impl DigitX {
             }
         }
         Some(DigitX { d, corr, unit, exc, starts })
+    }
+}
+
+impl DigitX {
+    /// Rows of `x` it holds.
+    pub(super) fn rows(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// `s` plus batch row `b`'s exceptions against one weight row (codes at `wp`, scales at
+    /// `sp`): `R·w·scale` in f32, one input at a time, in the order listed (exact for
+    /// FP8-quantised x: R has at most 4 significant bits, e2m1 2, the scale is a power of two;
+    /// otherwise one rounding, as the reference's product).
+    ///
+    /// # Safety
+    /// `wp` / `sp` hold a whole row of the `k` inputs this `x` was built for.
+    #[inline]
+    pub(super) unsafe fn remainders(&self, b: usize, mut s: f32, wp: *const u8, sp: *const u8) -> f32 {
+        let (e8m0, e2m1) = (&*E8M0, &*E2M1);
+        for e in &self.exc[self.starts[b]..self.starts[b + 1]] {
+            // `pos < k` (`DigitX::new`); `get_unchecked`: a code / e8m0 byte indexes its table
+            let pos = e.pos as usize;
+            let code = (unsafe { *wp.add(pos / 2) } >> (4 * (pos & 1))) & 0xF;
+            let sc = unsafe { *e8m0.get_unchecked(*sp.add(pos / BLOCK) as usize) };
+            s += e.r * unsafe { *e2m1.get_unchecked(code as usize) } * sc;
+        }
+        s
     }
 }
 
@@ -224,7 +252,7 @@ pub(crate) unsafe fn rows<const B: usize>(
     let np = kb.div_ceil(2);
     debug_assert!(r.end * k / 2 <= w.len() && r.end * kb <= scale.len() && x.d.len() >= np * B * 128);
     debug_assert_eq!(x.starts.len(), B + 1, "x holds {} rows, the kernel takes {B}", x.starts.len() - 1);
-    let (e8m0, e2m1) = (&*E8M0, &*E2M1);
+    let e8m0 = &*E8M0;
     let table = super::fp4::int2x_plus12_table();
     let m0f = _mm256_set1_epi8(0x0F);
     let (ones, c256) = (_mm256_set1_epi16(1), _mm256_set1_epi16(256));
@@ -303,16 +331,8 @@ pub(crate) unsafe fn rows<const B: usize>(
         for b in 0..B {
             let a = _mm256_add_ps(acc[b][0], acc[b][1]);
             let a = if split { _mm256_blend_ps::<0xF0>(a, _mm256_add_ps(acc_b[b][0], acc_b[b][1])) } else { a };
-            let mut s = super::hsum256(a);
-            for e in &x.exc[x.starts[b]..x.starts[b + 1]] {
-                // R·w·scale in f32, one input at a time (exact for FP8-quantised x: R has at
-                // most 4 significant bits, e2m1 2, the scale is a power of two; otherwise one
-                // rounding, as the reference's product); `pos < k` (`DigitX::new`)
-                let pos = e.pos as usize;
-                let code = (unsafe { *wp.add(pos / 2) } >> (4 * (pos & 1))) & 0xF;
-                let sc = unsafe { *e8m0.get_unchecked(*sp.add(pos / BLOCK) as usize) };
-                s += e.r * unsafe { *e2m1.get_unchecked(code as usize) } * sc;
-            }
+            // SAFETY: `wp` / `sp` are row `n`'s codes and scales (above)
+            let s = unsafe { x.remainders(b, super::hsum256(a), wp, sp) };
             // SAFETY: each row is written by the one thread that owns it; `y` has `B * ldy`.
             unsafe { y.write(b * ldy + n - row0, s) };
         }

@@ -38,6 +38,8 @@ pub mod dispatch;
 pub mod fp4;
 #[cfg(target_arch = "x86_64")]
 mod fp4_int;
+#[cfg(target_arch = "x86_64")]
+mod fp4_int512;
 pub mod fp8;
 #[cfg(target_arch = "x86_64")]
 mod fp8_lanes;
