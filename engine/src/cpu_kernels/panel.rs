@@ -554,12 +554,24 @@ pub(crate) fn fp8_folds(scale: &[u8], out: usize, inp: usize) -> bool {
     scale[..out.div_ceil(128) * inp.div_ceil(128)].iter().all(|c| FP8_FOLD.contains(c))
 }
 
-/// `xb` (tokens of `k` bf16) with zero tokens appended up to a multiple of 16 (an A tile's rows).
+/// `xb` (tokens of `k` bf16) with zero tokens appended up to a multiple of 16 (an A tile's rows),
+/// rows [`amx_ldx`] apart.
 fn pad_tokens(xb: &[u16], k: usize) -> Vec<u16> {
     let m = xb.len() / k;
-    let mut xp = xb.to_vec();
-    xp.resize(m.next_multiple_of(16) * k, 0);
+    let mut xp = vec![0u16; m.next_multiple_of(16) * amx_ldx(k)];
+    for (o, r) in xp.chunks_exact_mut(amx_ldx(k)).zip(xb.chunks_exact(k)) {
+        o[..k].copy_from_slice(r);
+    }
     xp
+}
+
+/// Row stride (elements) of AMX's x copies: `k` plus one cache line, so that the 16 rows of an
+/// x tile (rows of 4 or 8 KiB otherwise, all in one L1 set: more rows than its 12 ways) fall in
+/// different sets. `batch_cache`, Xeon, 2 threads, 2048x4096, two alternating runs (GB/s, stride
+/// `k` -> this): FP4 b32 7.3-7.7 -> 8.3-8.5, b64 3.8 -> 4.4; FP8 b32 10.8-11.4 -> 11.9-12.4, b64
+/// 6.2-6.3 -> 6.9-7.0; batch 8 the same.
+fn amx_ldx(k: usize) -> usize {
+    k + 32
 }
 
 /// The AMX path on rows `r` for x the sum of the bf16 token rows `xp` (padded to 16 tokens).
@@ -572,7 +584,8 @@ fn pad_tokens(xb: &[u16], k: usize) -> Vec<u16> {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn amx_rows(xp: &[Vec<u16>], m: usize, k: usize, kc: usize, r: Range<usize>, y: OutPtr, ldy: usize, row0: usize, decode: impl Fn(usize, u32, usize, usize, *mut u32) -> bool, exact: impl Fn(Range<usize>)) {
-    debug_assert!(xp.iter().all(|p| p.len() >= m.next_multiple_of(16) * k) && k.is_multiple_of(32) && kc <= KC_FP4 && (1..=3).contains(&xp.len()));
+    let ldx = amx_ldx(k);
+    debug_assert!(xp.iter().all(|p| p.len() >= m.next_multiple_of(16) * ldx) && k.is_multiple_of(32) && kc <= KC_FP4 && (1..=3).contains(&xp.len()));
     let groups = m.div_ceil(32);
     let mut buf = Panel([0; KC_FP4 / 2 * ROWS]);
     let mut acc = vec![[[0f32; 256]; 4]; groups];
@@ -591,13 +604,13 @@ unsafe fn amx_rows(xp: &[Vec<u16>], m: usize, k: usize, kc: usize, r: Range<usiz
                     _ => tiles.load_acc(a),
                 }
                 // the parts' pointers at this group and chunk (no allocation in the chunk loop)
-                let x: [*const u16; 3] = std::array::from_fn(|i| xp.get(i).map_or(std::ptr::null(), |p| p.as_ptr().wrapping_add(32 * g * k + c0)));
+                let x: [*const u16; 3] = std::array::from_fn(|i| xp.get(i).map_or(std::ptr::null(), |p| p.as_ptr().wrapping_add(32 * g * ldx + c0)));
                 let x = &x[..xp.len()];
                 unsafe {
                     if m - 32 * g > 16 {
-                        tiles.steps::<2>(x, k, buf.0.as_ptr(), n)
+                        tiles.steps::<2>(x, ldx, buf.0.as_ptr(), n)
                     } else {
-                        tiles.steps::<1>(x, k, buf.0.as_ptr(), n)
+                        tiles.steps::<1>(x, ldx, buf.0.as_ptr(), n)
                     }
                 }
                 if groups > 1 || c0 + n == k {
