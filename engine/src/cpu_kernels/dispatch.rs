@@ -11,7 +11,8 @@ pub enum Level {
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
     /// x86-64 AVX-512 F/BW/VL (on top of AVX2): FP4, FP8 and BF16 GEMV kernels of their own
-    /// (16-lane decode); attention and the int8 path run their AVX2 code.
+    /// (16-lane decode; with VNNI, FP4 batches of 1-3 on the exact integer kernel); attention
+    /// and the int8 path run their AVX2 code.
     Avx512,
     /// AVX-512 with BF16 and VBMI, plus AMX-BF16 tiles the OS lets this process use: the
     /// batched FP4 / FP8 / BF16 GEMM multiplies on tiles (`amx`); everything else runs the
@@ -108,8 +109,9 @@ impl Level {
                 // leaf 0: the vendor string in ebx, edx, ecx
                 #[allow(unused_unsafe)]
                 let r = unsafe { std::arch::x86_64::__cpuid(0) };
-                let v: Vec<u8> = [r.ebx, r.edx, r.ecx].iter().flat_map(|w| w.to_le_bytes()).collect();
-                v == b"AuthenticAMD" || v == b"HygonGenuine"
+                let w = |s: &[u8; 12]| std::array::from_fn::<u32, 3, _>(|i| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]));
+                let v = [r.ebx, r.edx, r.ecx];
+                v == w(b"AuthenticAMD") || v == w(b"HygonGenuine")
             })
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -142,6 +144,23 @@ impl Level {
             "avx512" => Some(Level::Avx512),
             "amx" => Some(Level::Amx),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Level;
+
+    /// The vendor read from cpuid is the kernel's `vendor_id` (Linux x86-64).
+    #[test]
+    fn fast_subnormals_follows_the_cpu_vendor() {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        {
+            let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+            let vendor = info.lines().find_map(|l| l.strip_prefix("vendor_id")).expect("a vendor_id line");
+            let vendor = vendor.trim_start_matches([' ', '\t', ':']).trim();
+            assert_eq!(Level::fast_subnormals(), vendor == "AuthenticAMD" || vendor == "HygonGenuine", "vendor {vendor}");
         }
     }
 }

@@ -105,9 +105,7 @@ impl DigitX {
         }
         Some(DigitX { d, corr, unit, exc, starts })
     }
-}
 
-impl DigitX {
     /// Rows of `x` it holds.
     pub(super) fn rows(&self) -> usize {
         self.starts.len() - 1
