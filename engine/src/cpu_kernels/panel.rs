@@ -83,7 +83,7 @@ pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, xb: &[u16], rows: Range<usiz
 
 /// `y[m, rows.len()]`, zeroed, filled by `f(rows, y, ldy, row0)` on ranges of whole 32-row
 /// panels across the pool.
-fn run(m: usize, rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usize>, OutPtr, usize, usize) + Sync) -> Vec<f32> {
+pub(super) fn run(m: usize, rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usize>, OutPtr, usize, usize) + Sync) -> Vec<f32> {
     let n = rows.len();
     let mut y = vec![0.0f32; m * n];
     let yp = OutPtr(y.as_mut_ptr());
@@ -93,7 +93,7 @@ fn run(m: usize, rows: Range<usize>, bytes_per_row: usize, f: impl Fn(Range<usiz
 }
 
 /// The 32-row panels (at multiples of 32 rows) that meet `r`, each with the mask of its rows in `r`.
-fn panels(r: Range<usize>) -> impl Iterator<Item = (usize, u32)> {
+pub(super) fn panels(r: Range<usize>) -> impl Iterator<Item = (usize, u32)> {
     (r.start / ROWS * ROWS..r.end).step_by(ROWS).map(move |p0| {
         let (lo, hi) = (r.start.max(p0) - p0, r.end.min(p0 + ROWS) - p0);
         let mask = if hi - lo == 32 { u32::MAX } else { ((1u32 << (hi - lo)) - 1) << lo };
