@@ -58,10 +58,10 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     assert!(rows.end <= out);
     assert_eq!(x.len() % inp, 0);
     // AMX, batches of 6 and more: the tile path, on x exactly bf16 (what act quant leaves) or
-    // on its three bf16 parts (unquantised x: wo_a) where every scale folds
+    // on its three bf16 parts (unquantised x: wo_a)
     #[cfg(target_arch = "x86_64")]
     if level == Level::Amx && super::panel::applies_amx(x.len() / inp, inp, true) {
-        // up to 32 tokens: the weights as the A tile (no transpose, no scale fold)
+        // up to 16 tokens: the weights as the A tile (no transpose, no scale fold, any scale)
         if x.len() / inp <= super::amx_fp8::MAX_TOKENS {
             if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
                 return super::amx_fp8::fp8(w, scale, inp, &[&xb], rows);
