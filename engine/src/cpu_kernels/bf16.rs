@@ -19,6 +19,15 @@ pub fn gemv(level: Level, w: &[u8], out: usize, inp: usize, x: &[f32], rows: Ran
     // AMX, batches of 6 and more: the tile path, on x exactly bf16 or on its three bf16 parts
     #[cfg(target_arch = "x86_64")]
     if level == Level::Amx && super::panel::applies_amx_bf16(x.len() / inp, inp) {
+        // up to 16 tokens, whole 64-input groups: the weights as the A tile, loaded as they are
+        if x.len() / inp <= super::amx_weights_a::MAX_TOKENS && inp.is_multiple_of(64) {
+            if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
+                return super::amx_weights_a::bf16(w, inp, &[&xb], rows);
+            }
+            if let Some(p) = super::amx::split_bf16(x) {
+                return super::amx_weights_a::bf16(w, inp, &[&p[0], &p[1], &p[2]], rows);
+            }
+        }
         if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
             return super::panel::bf16_amx(w, inp, Ok(&xb), rows);
         }

@@ -62,12 +62,12 @@ pub fn gemv(level: Level, w: &[u8], scale: &[u8], out: usize, inp: usize, x: &[f
     #[cfg(target_arch = "x86_64")]
     if level == Level::Amx && super::panel::applies_amx(x.len() / inp, inp, true) {
         // up to 16 tokens: the weights as the A tile (no transpose, no scale fold, any scale)
-        if x.len() / inp <= super::amx_fp8::MAX_TOKENS {
+        if x.len() / inp <= super::amx_weights_a::MAX_TOKENS {
             if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
-                return super::amx_fp8::fp8(w, scale, inp, &[&xb], rows);
+                return super::amx_weights_a::fp8(w, scale, inp, &[&xb], rows);
             }
             if let Some(p) = super::amx::split_bf16(x) {
-                return super::amx_fp8::fp8(w, scale, inp, &[&p[0], &p[1], &p[2]], rows);
+                return super::amx_weights_a::fp8(w, scale, inp, &[&p[0], &p[1], &p[2]], rows);
             }
         }
         if let Some(xb) = super::bf16_exact(x, inp, super::Bf16Layout::Natural) {
