@@ -173,8 +173,8 @@ pub(crate) fn fp8(w: &[u8], scale: &[u8], k: usize, x: &[f32], rows: Range<usize
     };
     run(k, x.len() / k, &[], rows, k, 128, Some(&scaled), |n0, nv, c0, kc, panel| unsafe {
         match dec {
-            Fp8Decode::Lanes => decode_fp8(w, k, n0, nv, c0, kc, panel),
-            Fp8Decode::F16 => decode_fp8_f16(w, k, n0, nv, c0, kc, panel),
+            Fp8Decode::Lanes => decode_fp8::<false>(w, k, n0, nv, c0, kc, panel),
+            Fp8Decode::F16 => decode_fp8::<true>(w, k, n0, nv, c0, kc, panel),
         }
     })
 }
@@ -363,39 +363,12 @@ fn prefetch_ahead(base: *const u8, row: usize, off: usize, rb: usize) {
 }
 
 /// FP8 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 32), into the panel as
-/// `w · 2^-120` (module docs).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn decode_fp8(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
-    let mask = _mm256_set1_epi32(0x87FF_FFFFu32 as i32);
-    let m80 = _mm256_set1_epi8(0x80u8 as i8);
-    let mut nan_rows = 0u16;
-    for i in 0..nv {
-        let row = n0 + i;
-        let wp = w.as_ptr().add(row * k + c0);
-        let pp = panel.0.as_mut_ptr().add(i * PS);
-        let mut nan = _mm256_setzero_si256();
-        for j in (0..kc).step_by(32) {
-            if (c0 + j).is_multiple_of(64) {
-                prefetch_ahead(w.as_ptr(), row, c0 + j, k);
-            }
-            // a NaN code is 0x7F / 0xFF: 0xFF once the sign bit is set
-            nan = _mm256_max_epu8(nan, _mm256_or_si256(_mm256_loadu_si256(wp.add(j) as *const __m256i), m80));
-            for q in 0..4 {
-                let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp.add(j + 8 * q) as *const __m128i));
-                _mm256_store_si256(pp.add(j + 8 * q) as *mut __m256i, _mm256_and_si256(_mm256_slli_epi32::<20>(v), mask));
-            }
-        }
-        if _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, _mm256_set1_epi8(-1))) != 0 {
-            nan_rows |= 1 << i;
-        }
-    }
-    nan_rows
-}
-
-/// FP8 rows `n0..n0 + nv`, inputs `c0..c0 + kc` (multiples of 32), into the panel as
-/// `w · 2^-8`, every value a normal f32 ([`Fp8Decode::F16`]).
+/// `w · 2^-bias` (module docs): `F16` false, `w · 2^-120` by shift and mask ([`Fp8Decode::Lanes`]);
+/// true, `w · 2^-8` through f16, every value a normal f32 ([`Fp8Decode::F16`]). Returns the mask
+/// of the rows holding a NaN code.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_fp8_f16(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
+unsafe fn decode_fp8<const F16: bool>(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc: usize, panel: &mut Panel) -> u16 {
+    let mask = _mm256_set1_epi32(0x87FF_FFFFu32 as i32);
     let m80 = _mm256_set1_epi8(0x80u8 as i8);
     let mbf = _mm_set1_epi16(0xBFFFu16 as i16);
     let zero = _mm_setzero_si128();
@@ -411,13 +384,20 @@ unsafe fn decode_fp8_f16(w: &[u8], k: usize, n0: usize, nv: usize, c0: usize, kc
             }
             // a NaN code is 0x7F / 0xFF: 0xFF once the sign bit is set
             nan = _mm256_max_epu8(nan, _mm256_or_si256(_mm256_loadu_si256(wp.add(j) as *const __m256i), m80));
-            for h in 0..2 {
-                let bytes = _mm_loadu_si128(wp.add(j + 16 * h) as *const __m128i);
-                // the byte in the high half, shifted right by one with its sign: the f16 of w · 2^-8
-                let lo = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpacklo_epi8(zero, bytes)), mbf);
-                let hi = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpackhi_epi8(zero, bytes)), mbf);
-                _mm256_store_ps(pp.add(j + 16 * h), _mm256_cvtph_ps(lo));
-                _mm256_store_ps(pp.add(j + 16 * h + 8), _mm256_cvtph_ps(hi));
+            if F16 {
+                for h in 0..2 {
+                    let bytes = _mm_loadu_si128(wp.add(j + 16 * h) as *const __m128i);
+                    // the byte in the high half, shifted right by one with its sign: the f16 of w · 2^-8
+                    let lo = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpacklo_epi8(zero, bytes)), mbf);
+                    let hi = _mm_and_si128(_mm_srai_epi16::<1>(_mm_unpackhi_epi8(zero, bytes)), mbf);
+                    _mm256_store_ps(pp.add(j + 16 * h), _mm256_cvtph_ps(lo));
+                    _mm256_store_ps(pp.add(j + 16 * h + 8), _mm256_cvtph_ps(hi));
+                }
+            } else {
+                for q in 0..4 {
+                    let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp.add(j + 8 * q) as *const __m128i));
+                    _mm256_store_si256(pp.add(j + 8 * q) as *mut __m256i, _mm256_and_si256(_mm256_slli_epi32::<20>(v), mask));
+                }
             }
         }
         if _mm256_movemask_epi8(_mm256_cmpeq_epi8(nan, _mm256_set1_epi8(-1))) != 0 {
