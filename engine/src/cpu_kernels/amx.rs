@@ -5,8 +5,9 @@
 //! that is the VNNI layout a B tile reads (16 pairs x 16 rows of a 16-row half, 128 bytes apart).
 //! An A tile reads 16 tokens x 32 inputs of x straight from the caller's bf16 rows. One
 //! `tdpbf16ps` is 16 x 16 x 32 multiply-adds; four per step (32 tokens x 32 rows) against eight
-//! tile loads per step's two A and two B tiles. FP8 at 6-16 tokens swaps the roles (`amx_weights_a`):
-//! the decoded weight rows are the A tiles and x the B tile.
+//! tile loads per step's two A and two B tiles. FP8 and BF16 at 6-16 tokens swap the roles
+//! (`amx_weights_a`): the weight rows (FP8 decoded, BF16 as stored) are the A tiles and x the B
+//! tile.
 //!
 //! The products are exact (bf16 x bf16 in f32); sums are in f32 in the tile's order, and
 //! `tdpbf16ps` flushes subnormal products and sums to zero (as `vdpbf16ps`, within the

@@ -31,7 +31,8 @@
 //! With AMX (`Level::Amx`) the same decodes, with each scale folded into the bf16 values instead
 //! (`fp4_decode` / `fp8_decode` with no scale vectors; BF16 weights only transposed), feed the
 //! tiles of `amx` one L1-sized chunk at a time (`amx_rows`): `fp4_amx`, `fp8_amx`, `bf16_amx`.
-//! FP8 batches of 6-16 take `amx_weights_a` instead (the weights as the A tile: no transpose).
+//! FP8 and BF16 batches of 6-16 take `amx_weights_a` instead (the weights as the A tile: no
+//! transpose), so `fp8_amx` and `bf16_amx` run from 17 tokens on.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
